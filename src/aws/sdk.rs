@@ -1,0 +1,221 @@
+//! The SDK-backed implementations of the AWS interfaces, and the shared SDK configuration.
+
+use super::{AwsError, IamApi, IamUser, KeyMeta, KeyVerifier};
+use crate::secret::AccessKey;
+use async_trait::async_trait;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_iam::types::StatusType;
+use std::time::{Duration, SystemTime};
+
+/// How to reach AWS: the global command-line options.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// Named profile from the shared config files.
+    pub profile: Option<String>,
+    /// Region; else the configuration's default, else the SDK's chain.
+    pub region: Option<String>,
+    /// Endpoint for every service (an emulator, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+}
+
+/// A loaded SDK configuration, from which every client is made.
+#[derive(Clone, Debug)]
+pub struct AwsContext {
+    sdk_config: SdkConfig,
+}
+
+/// IAM and STS are global services; any region signs for them, so a run that names none
+/// still works.
+const FALLBACK_REGION: &str = "us-east-1";
+
+impl AwsContext {
+    /// Resolve credentials, region, endpoint and retry settings. Nothing is sent yet.
+    pub async fn load(options: &AwsOptions) -> AwsContext {
+        let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::new(FALLBACK_REGION));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        // Adaptive retry slows every request down when AWS throttles, so a high
+        // --concurrency degrades into waiting instead of failing. The standard AWS_* settings
+        // still win when the user gives them.
+        if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                RetryConfig::adaptive()
+                    .with_max_attempts(8)
+                    .with_max_backoff(Duration::from_secs(10)),
+            );
+        }
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(endpoint) = &options.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        AwsContext {
+            sdk_config: loader.load().await,
+        }
+    }
+
+    /// The shared SDK configuration.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk_config
+    }
+
+    /// The configuration's region, with `region` overriding it when given.
+    pub fn config_for_region(&self, region: Option<&str>) -> SdkConfig {
+        match region {
+            Some(r) => self
+                .sdk_config
+                .to_builder()
+                .region(Region::new(r.to_string()))
+                .build(),
+            None => self.sdk_config.clone(),
+        }
+    }
+
+    /// An IAM client.
+    pub fn iam(&self) -> SdkIam {
+        SdkIam {
+            client: aws_sdk_iam::Client::new(&self.sdk_config),
+        }
+    }
+
+    /// A verifier that signs STS calls with the key under test.
+    pub fn verifier(&self) -> SdkVerifier {
+        SdkVerifier {
+            sdk_config: self.sdk_config.clone(),
+        }
+    }
+}
+
+/// IAM through the SDK.
+#[derive(Clone, Debug)]
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+}
+
+fn to_system_time(date: Option<&aws_smithy_types::DateTime>) -> SystemTime {
+    date.and_then(|d| SystemTime::try_from(*d).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl IamApi for SdkIam {
+    async fn list_users(&self, path: &str) -> Result<Vec<IamUser>, AwsError> {
+        let mut pages = self
+            .client
+            .list_users()
+            .path_prefix(path)
+            .into_paginator()
+            .items()
+            .send();
+        let mut users = Vec::new();
+        while let Some(user) = pages.next().await {
+            let user = user.map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
+            // PathPrefix also matches deeper paths; credrot rotates exactly the path asked.
+            if user.path() == path {
+                users.push(IamUser {
+                    name: user.user_name().to_string(),
+                    path: user.path().to_string(),
+                });
+            }
+        }
+        Ok(users)
+    }
+
+    async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, AwsError> {
+        let out = self
+            .client
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:ListAccessKeys", e))?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .filter_map(|k| {
+                Some(KeyMeta {
+                    id: k.access_key_id()?.to_string(),
+                    active: k.status() == Some(&StatusType::Active),
+                    created: to_system_time(k.create_date()),
+                })
+            })
+            .collect())
+    }
+
+    async fn create_key(&self, user: &str) -> Result<(KeyMeta, AccessKey), AwsError> {
+        let out = self
+            .client
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;
+        let key = out.access_key().ok_or_else(|| AwsError {
+            operation: "iam:CreateAccessKey",
+            code: None,
+            message: "the response held no access key".to_string(),
+            kind: super::AwsErrorKind::Other,
+        })?;
+        let meta = KeyMeta {
+            id: key.access_key_id().to_string(),
+            active: key.status() == &StatusType::Active,
+            created: key
+                .create_date()
+                .map(|d| to_system_time(Some(d)))
+                .unwrap_or_else(SystemTime::now),
+        };
+        Ok((
+            meta,
+            AccessKey::new(key.access_key_id(), key.secret_access_key()),
+        ))
+    }
+
+    async fn delete_key(&self, user: &str, key_id: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:DeleteAccessKey", e))?;
+        Ok(())
+    }
+}
+
+/// STS `GetCallerIdentity`, signed with the key being verified.
+#[derive(Clone, Debug)]
+pub struct SdkVerifier {
+    sdk_config: SdkConfig,
+}
+
+#[async_trait]
+impl KeyVerifier for SdkVerifier {
+    async fn caller_arn(&self, key: &AccessKey) -> Result<String, AwsError> {
+        let credentials = Credentials::new(&key.id, key.expose(), None, None, "credrot-new-key");
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
+            .credentials_provider(credentials)
+            // The caller retries rejected keys while IAM propagates them; the SDK's own
+            // retries would only slow that loop down.
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        Ok(out.arn().unwrap_or_default().to_string())
+    }
+}

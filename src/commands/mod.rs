@@ -1,0 +1,53 @@
+//! One small module per subcommand: glue between the parsed command line and the library.
+
+mod rotate;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::Config;
+use crate::error::Error;
+use crate::output;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_CONFIG: &str = "services.toml";
+
+/// Run the parsed command.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::List => {
+            let config = load_config(global, true)?;
+            output::write_services(&mut std::io::stdout().lock(), &config, global.output)?;
+            Ok(())
+        }
+        Command::Show { service } => {
+            let config = load_config(global, true)?;
+            output::write_service(&mut std::io::stdout().lock(), config.service(service)?, global.output)?;
+            Ok(())
+        }
+        Command::Update { service, rotation } => {
+            let config = load_config(global, true)?;
+            rotate::update(&config, service, global, rotation)
+        }
+        Command::Rotate {
+            path,
+            concurrency,
+            rotation,
+        } => {
+            let config = load_config(global, false)?;
+            rotate::rotate_path(&config, path, usize::from(*concurrency), global, rotation)
+        }
+    }
+}
+
+/// Load the configuration. A `rotate --path` run may go without one when the user named
+/// none and ./services.toml does not exist (keys then go to -o / --print-secrets only).
+fn load_config(global: &GlobalArgs, required: bool) -> Result<Config, Error> {
+    let path: PathBuf = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if !required && global.config.is_none() && !Path::new(&path).exists() {
+        return Ok(Config::empty(&path));
+    }
+    Ok(Config::load(&path)?)
+}

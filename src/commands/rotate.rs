@@ -1,0 +1,199 @@
+//! `credrot update SERVICE` and `credrot rotate --path PATH`.
+
+use crate::aws::{AwsContext, AwsOptions, IamApi};
+use crate::cli::{GlobalArgs, RotationArgs};
+use crate::config::{normalize_iam_path, Config, StoreConfig};
+use crate::error::Error;
+use crate::output::{self, SecretPrinter};
+use crate::rotation::{Engine, EngineOptions, Outcome, Target, UserReport};
+use crate::store::{self, Outfile, SecretStore, TemplateValues};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+/// Rotate the IAM user of one configured service.
+pub fn update(config: &Config, name: &str, global: &GlobalArgs, args: &RotationArgs) -> Result<(), Error> {
+    let service = config.service(name)?;
+    let job = Job::prepare(config, &service.stores, global, args, &format!("service '{name}'"), "[[services.NAME.stores]]")?;
+    job.runtime()?.block_on(async {
+        let aws = job.aws(service.region.as_deref()).await;
+        let target = job.target(&service.iam_user, Some(&service.name), &service.stores)?;
+        job.execute(&aws, vec![target], 1).await
+    })
+}
+
+/// Rotate every IAM user whose path is `path`.
+pub fn rotate_path(
+    config: &Config,
+    path: &str,
+    concurrency: usize,
+    global: &GlobalArgs,
+    args: &RotationArgs,
+) -> Result<(), Error> {
+    let iam_path = normalize_iam_path(path);
+    let stores = config
+        .path_policy(&iam_path)
+        .map(|p| p.stores.clone())
+        .unwrap_or_default();
+    let job = Job::prepare(config, &stores, global, args, &format!("IAM path {iam_path}"), "[paths.NAME] stores")?;
+    job.runtime()?.block_on(async {
+        let aws = job.aws(None).await;
+        let users = aws.iam().list_users(&iam_path).await?;
+        if users.is_empty() {
+            return Err(Error::Usage(format!(
+                "no IAM user has the path {iam_path}; IAM paths are case-sensitive: check it with 'aws iam list-users --path-prefix {iam_path}'"
+            )));
+        }
+        tracing::info!(users = users.len(), path = %iam_path, "rotating");
+        let targets = users
+            .iter()
+            .map(|u| job.target(&u.name, None, &stores))
+            .collect::<Result<Vec<_>, _>>()?;
+        job.execute(&aws, targets, concurrency).await
+    })
+}
+
+/// One `update`/`rotate` invocation, checked before any AWS call.
+struct Job<'a> {
+    config: &'a Config,
+    global: &'a GlobalArgs,
+    args: &'a RotationArgs,
+    outfile: Option<Arc<Outfile>>,
+}
+
+impl<'a> Job<'a> {
+    /// Refuse, before AWS is touched, a run whose keys would have nowhere to go or whose
+    /// stores or outfile cannot be used.
+    fn prepare(
+        config: &'a Config,
+        stores: &[StoreConfig],
+        global: &'a GlobalArgs,
+        args: &'a RotationArgs,
+        subject: &str,
+        section: &str,
+    ) -> Result<Self, Error> {
+        if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
+            return Err(Error::Usage(format!(
+                "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
+                config.file.display()
+            )));
+        }
+        for store in stores {
+            store::open(store, &TemplateValues { user: "check", service: Some("check") }, &config.base_dir)
+                .map_err(|e| Error::Usage(format!("{e}; remove it from {}", config.file.display())))?;
+        }
+        let outfile = match &args.outfile {
+            Some(path) => {
+                let file = Outfile::open(path).map_err(|e| Error::Usage(e.to_string()))?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Job {
+            config,
+            global,
+            args,
+            outfile,
+        })
+    }
+
+    fn runtime(&self) -> Result<tokio::runtime::Runtime, Error> {
+        Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    }
+
+    async fn aws(&self, service_region: Option<&str>) -> AwsContext {
+        let region = self
+            .global
+            .region
+            .clone()
+            .or_else(|| service_region.map(str::to_string))
+            .or_else(|| self.config.defaults.region.clone());
+        AwsContext::load(&AwsOptions {
+            profile: self.global.profile.clone(),
+            region,
+            endpoint_url: self.global.endpoint_url.clone(),
+        })
+        .await
+    }
+
+    fn target(&self, user: &str, service: Option<&str>, stores: &[StoreConfig]) -> Result<Target, Error> {
+        let values = TemplateValues { user, service };
+        let mut opened: Vec<Arc<dyn SecretStore>> = stores
+            .iter()
+            .map(|c| store::open(c, &values, &self.config.base_dir))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        if let Some(file) = &self.outfile {
+            opened.push(Arc::new(file.store_for(user)));
+        }
+        Ok(Target {
+            user: user.to_string(),
+            service: service.map(str::to_string),
+            stores: opened,
+        })
+    }
+
+    async fn execute(&self, aws: &AwsContext, targets: Vec<Target>, concurrency: usize) -> Result<(), Error> {
+        let dry_run = self.args.dry_run;
+        if let (Some(file), false) = (&self.outfile, dry_run) {
+            // Creating the (empty) document now proves the path is writable before IAM is
+            // touched, and leaves a valid document even if nothing gets rotated.
+            file.finish().await.map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        let engine = Engine::new(
+            Arc::new(aws.iam()),
+            Arc::new(aws.verifier()),
+            EngineOptions {
+                dry_run,
+                verify_timeout: self.args.verify_timeout,
+            },
+        );
+        let progress = progress_bar(targets.len() as u64, self.global.quiet);
+        let printer = (self.args.print_secrets && !dry_run).then(SecretPrinter::default);
+        let print_failure = std::sync::Mutex::new(None);
+        let on_done = |report: &UserReport| {
+            progress.inc(1);
+            if let Some(printer) = &printer {
+                if let Err(e) = printer.emit(report) {
+                    print_failure.lock().expect("lock").get_or_insert(e);
+                }
+            }
+        };
+        let reports = engine.rotate_many(targets, concurrency, &on_done).await;
+        progress.finish_and_clear();
+        if let Some(printer) = &printer {
+            printer.finish()?;
+        }
+        if let Some(e) = print_failure.into_inner().expect("lock") {
+            return Err(e.into());
+        }
+        // With --print-secrets stdout carries the keys alone, so the summary goes to stderr.
+        if self.args.print_secrets && !dry_run {
+            output::write_summary(&mut std::io::stderr().lock(), &reports, dry_run, self.global.output)?;
+        } else {
+            output::write_summary(&mut std::io::stdout().lock(), &reports, dry_run, self.global.output)?;
+        }
+        let failed = reports.iter().filter(|r| r.outcome == Outcome::Failed).count();
+        if failed > 0 {
+            return Err(Error::RunFailed {
+                failed,
+                total: reports.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar on stderr when stdout is a terminal; hidden otherwise.
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stdout().is_terminal() || len < 2 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} rotating [{bar:30}] {pos}/{len} users ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

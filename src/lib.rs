@@ -1,0 +1,26 @@
+//! credrot: rotate AWS IAM access keys with the CURRENT/LAST two-key pattern and hand the new
+//! keys to the secret stores that services read them from.
+//!
+//! The binary is a thin shell over [`main`]; the rotation engine ([`rotation`]) knows nothing
+//! of the command line, and stores ([`store`]) implement one trait.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+mod logging;
+pub mod output;
+pub mod rotation;
+pub mod secret;
+pub mod store;
+
+use clap::Parser;
+
+/// Parse the command line, run the command, and return its exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.global.verbose, cli.global.quiet);
+    error::exit_code(commands::run(cli))
+}

@@ -1,0 +1,171 @@
+//! Rendering data for stdout: tables for people, JSON for machines. Nothing here writes a
+//! secret except [`SecretPrinter`], which runs only when the user asks for the keys.
+
+use crate::cli::OutputFormat;
+use crate::config::{Config, Service};
+use crate::rotation::{Outcome, UserReport};
+use comfy_table::{presets, Table};
+use serde::Serialize;
+use std::io::Write;
+use std::sync::Mutex;
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(header.to_vec());
+    table
+}
+
+fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// `credrot list`.
+pub fn write_services(out: &mut dyn Write, config: &Config, format: OutputFormat) -> std::io::Result<()> {
+    let services: Vec<&Service> = config.services.values().collect();
+    if format == OutputFormat::Json {
+        return write_json(out, &services);
+    }
+    let mut t = table(&["SERVICE", "IAM USER", "STORES", "MAX AGE"]);
+    for s in services {
+        t.add_row(vec![
+            s.name.clone(),
+            s.iam_user.clone(),
+            s.stores.iter().map(|c| c.summary()).collect::<Vec<_>>().join(", "),
+            s.max_age.as_ref().map(|d| d.text.clone()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    writeln!(out, "{t}")
+}
+
+/// `credrot show SERVICE`.
+pub fn write_service(out: &mut dyn Write, service: &Service, format: OutputFormat) -> std::io::Result<()> {
+    if format == OutputFormat::Json {
+        return write_json(out, service);
+    }
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+    writeln!(out, "service:      {}", service.name)?;
+    writeln!(out, "description:  {}", or_dash(service.description.as_deref()))?;
+    writeln!(out, "iam_user:     {}", service.iam_user)?;
+    writeln!(out, "tags:         {}", service.tags.join(", "))?;
+    writeln!(out, "max_age:      {}", or_dash(service.max_age.as_ref().map(|d| d.text.as_str())))?;
+    writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
+    writeln!(out, "stores:")?;
+    for store in &service.stores {
+        let fields = serde_json::to_value(store).expect("store configs serialize");
+        let fields = fields
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != "kind")
+            .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect::<Vec<_>>()
+            .join(" ");
+        writeln!(out, "  - {} {fields}", store.kind())?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    dry_run: bool,
+    rotated: usize,
+    failed: usize,
+    planned: usize,
+    users: &'a [UserReport],
+}
+
+/// The summary after `update` or `rotate` (the plan, with --dry-run).
+pub fn write_summary(
+    out: &mut dyn Write,
+    reports: &[UserReport],
+    dry_run: bool,
+    format: OutputFormat,
+) -> std::io::Result<()> {
+    let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+    if format == OutputFormat::Json {
+        return write_json(
+            out,
+            &Summary {
+                dry_run,
+                rotated: count(Outcome::Rotated),
+                failed: count(Outcome::Failed),
+                planned: count(Outcome::Planned),
+                users: reports,
+            },
+        );
+    }
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut t = if dry_run {
+        table(&["USER", "CURRENT", "LAST", "WOULD DELETE", "WOULD CREATE", "STORES", "OUTCOME"])
+    } else {
+        table(&["USER", "OLD CURRENT", "OLD LAST", "DELETED", "NEW KEY", "STORES", "OUTCOME"])
+    };
+    for r in reports {
+        let created = if dry_run && r.outcome == Outcome::Planned {
+            "new key".to_string()
+        } else {
+            dash(&r.created)
+        };
+        t.add_row(vec![
+            r.user.clone(),
+            dash(&r.current_before),
+            dash(&r.last_before),
+            dash(&r.deleted),
+            created,
+            r.stores.join(", "),
+            r.outcome.as_str().to_string(),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    for r in reports.iter().filter(|r| !r.synced.is_empty()) {
+        let verb = if dry_run { "would bring up to date" } else { "brought up to date" };
+        writeln!(out, "{}: {verb}: {}", r.user, r.synced.join(", "))?;
+    }
+    for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
+        writeln!(out, "{}: {}", r.user, r.error.as_deref().unwrap_or("failed"))?;
+    }
+    if dry_run {
+        writeln!(out, "dry run: {} users planned, {} failed, nothing changed", count(Outcome::Planned), count(Outcome::Failed))
+    } else {
+        writeln!(out, "{} rotated, {} failed", count(Outcome::Rotated), count(Outcome::Failed))
+    }
+}
+
+/// `--print-secrets`: streams `{"user": {"AccessKeyId": .., "SecretAccessKey": ..}, ..}` to
+/// stdout one user at a time, flushed, so a run killed half-way has still printed every key
+/// it created.
+#[derive(Default)]
+pub struct SecretPrinter {
+    started: Mutex<bool>,
+}
+
+impl SecretPrinter {
+    /// Print one user's new key.
+    pub fn emit(&self, report: &UserReport) -> std::io::Result<()> {
+        let Some(key) = &report.new_key else {
+            return Ok(());
+        };
+        let mut started = self.started.lock().expect("printer lock");
+        let entry = serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.expose()});
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", if *started { ",\n" } else { "{\n" })?;
+        write!(
+            out,
+            "  {}: {}",
+            serde_json::to_string(&report.user).expect("string"),
+            serde_json::to_string(&entry).expect("strings")
+        )?;
+        out.flush()?;
+        *started = true;
+        Ok(())
+    }
+
+    /// Close the document.
+    pub fn finish(&self) -> std::io::Result<()> {
+        let started = self.started.lock().expect("printer lock");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", if *started { "\n}" } else { "{}" })?;
+        out.flush()
+    }
+}

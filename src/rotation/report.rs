@@ -1,0 +1,111 @@
+//! What a rotation did, per user: the data behind the summary table and `--output json`.
+//! It never holds a secret in a serialized field.
+
+use crate::aws::KeyMeta;
+use crate::secret::AccessKey;
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// How one user's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A new key was created, stored and verified.
+    Rotated,
+    /// `--dry-run`: the plan only.
+    Planned,
+    /// Something failed; the error says what and what was undone.
+    Failed,
+}
+
+impl Outcome {
+    /// The word shown in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rotated => "rotated",
+            Outcome::Planned => "planned",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One key as it was before the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    /// The access key id.
+    pub id: String,
+    /// `Active` or `Inactive`.
+    pub status: &'static str,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+impl From<&KeyMeta> for KeyView {
+    fn from(key: &KeyMeta) -> Self {
+        KeyView {
+            id: key.id.clone(),
+            status: if key.active { "Active" } else { "Inactive" },
+            created: humantime::format_rfc3339_seconds(key.created).to_string(),
+        }
+    }
+}
+
+/// The record of one user's rotation.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserReport {
+    /// The IAM user.
+    pub user: String,
+    /// The service, for `update`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The keys IAM listed before anything changed.
+    pub keys_before: Vec<KeyView>,
+    /// CURRENT before the run.
+    pub current_before: Option<String>,
+    /// LAST before the run.
+    pub last_before: Option<String>,
+    /// The key deleted (or, with --dry-run, that would be).
+    pub deleted: Option<String>,
+    /// The new key's id (never its secret).
+    pub created: Option<String>,
+    /// The stores handed the new key.
+    pub stores: Vec<String>,
+    /// Stores that lagged behind and were brought up to date first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub synced: Vec<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What failed and what was undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the run for this user finished.
+    pub finished_at: String,
+    /// The new key, for `-o` and `--print-secrets`; never serialized.
+    #[serde(skip)]
+    pub new_key: Option<AccessKey>,
+}
+
+impl UserReport {
+    /// An empty report for `user`, filled in as the run goes.
+    pub fn new(user: &str, service: Option<&str>) -> Self {
+        UserReport {
+            user: user.to_string(),
+            service: service.map(str::to_string),
+            keys_before: Vec::new(),
+            current_before: None,
+            last_before: None,
+            deleted: None,
+            created: None,
+            stores: Vec::new(),
+            synced: Vec::new(),
+            outcome: Outcome::Failed,
+            error: None,
+            finished_at: String::new(),
+            new_key: None,
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.finished_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    }
+}

@@ -1,0 +1,214 @@
+//! `rotate -o FILE`: every rotated user's new key in one JSON document, in the format
+//! iam-credential-rotation prints (`{"user": {"AccessKeyId": .., "SecretAccessKey": ..}}`).
+//!
+//! The file is rewritten atomically as each user completes (not only at the end), so a crash
+//! after user k keeps the keys of users 1..k. Writers that arrive while a rewrite is under way
+//! are folded into the next one (group commit), so a wide run does not fsync once per user
+//! in sequence. An existing file is merged, not truncated, so a re-run after a crash keeps
+//! what the first run wrote.
+
+use super::{SecretStore, StoreError, WriteContext};
+use crate::fsutil::write_private_atomic;
+use crate::secret::AccessKey;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Entries {
+    keys: BTreeMap<String, AccessKey>,
+    version: u64,
+}
+
+/// The shared outfile of one run.
+pub struct Outfile {
+    path: PathBuf,
+    entries: Mutex<Entries>,
+    /// The entries version last written to disk; held while writing.
+    persisted: tokio::sync::Mutex<u64>,
+}
+
+impl Outfile {
+    /// Open `path`, keeping the entries it already holds.
+    pub fn open(path: &Path) -> Result<Arc<Outfile>, StoreError> {
+        let error = |reason: String| StoreError {
+            store: format!("outfile:{}", path.display()),
+            action: "read",
+            reason,
+        };
+        let mut keys = BTreeMap::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => {
+                let doc: Map<String, Value> = serde_json::from_str(&text).map_err(|_| {
+                    error("it exists and is not a credrot key document; choose another -o path".into())
+                })?;
+                for (user, entry) in doc {
+                    let field = |name| entry.get(name).and_then(Value::as_str);
+                    match (field("AccessKeyId"), field("SecretAccessKey")) {
+                        (Some(id), Some(secret)) => {
+                            keys.insert(user, AccessKey::new(id, secret));
+                        }
+                        _ => return Err(error(format!("the entry for '{user}' has no AccessKeyId/SecretAccessKey"))),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(e.to_string())),
+        }
+        Ok(Arc::new(Outfile {
+            path: path.to_path_buf(),
+            entries: Mutex::new(Entries { keys, version: 0 }),
+            persisted: tokio::sync::Mutex::new(0),
+        }))
+    }
+
+    /// The store view of this file for one user.
+    pub fn store_for(self: &Arc<Self>, user: &str) -> OutfileStore {
+        OutfileStore {
+            file: Arc::clone(self),
+            user: user.to_string(),
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("outfile:{}", self.path.display())
+    }
+
+    fn get(&self, user: &str) -> Option<AccessKey> {
+        self.entries.lock().expect("outfile lock").keys.get(user).cloned()
+    }
+
+    fn render(entries: &Entries) -> Vec<u8> {
+        let doc: Map<String, Value> = entries
+            .keys
+            .iter()
+            .map(|(user, key)| {
+                let mut entry = Map::new();
+                entry.insert("AccessKeyId".into(), Value::from(key.id.as_str()));
+                entry.insert("SecretAccessKey".into(), Value::from(key.expose()));
+                (user.clone(), Value::Object(entry))
+            })
+            .collect();
+        let mut bytes = serde_json::to_vec_pretty(&doc).expect("strings always serialize");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Set (or remove) one user's entry and return once it is on disk.
+    async fn set(&self, user: &str, key: Option<&AccessKey>, action: &'static str) -> Result<(), StoreError> {
+        let wanted = {
+            let mut entries = self.entries.lock().expect("outfile lock");
+            match key {
+                Some(key) => entries.keys.insert(user.to_string(), key.clone()),
+                None => entries.keys.remove(user),
+            };
+            entries.version += 1;
+            entries.version
+        };
+        self.persist_at_least(wanted, action).await
+    }
+
+    async fn persist_at_least(&self, wanted: u64, action: &'static str) -> Result<(), StoreError> {
+        let mut persisted = self.persisted.lock().await;
+        if *persisted >= wanted {
+            return Ok(());
+        }
+        let (bytes, version) = {
+            let entries = self.entries.lock().expect("outfile lock");
+            (Self::render(&entries), entries.version)
+        };
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_private_atomic(&path, &bytes))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|reason| StoreError {
+                store: self.location(),
+                action,
+                reason,
+            })?;
+        *persisted = version;
+        Ok(())
+    }
+
+    /// Make sure the file exists at the end of a run, even when no user was rotated, so
+    /// pipelines that read it always find a document.
+    pub async fn finish(&self) -> Result<(), StoreError> {
+        if self.path.exists() {
+            return Ok(());
+        }
+        let version = self.entries.lock().expect("outfile lock").version;
+        *self.persisted.lock().await = version.saturating_sub(1);
+        self.persist_at_least(version, "write").await
+    }
+}
+
+/// One user's entry in the outfile.
+pub struct OutfileStore {
+    file: Arc<Outfile>,
+    user: String,
+}
+
+#[async_trait]
+impl SecretStore for OutfileStore {
+    fn location(&self) -> String {
+        self.file.location()
+    }
+
+    async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
+        Ok(self.file.get(&self.user))
+    }
+
+    async fn write(&self, key: &AccessKey, _ctx: &WriteContext) -> Result<(), StoreError> {
+        self.file.set(&self.user, Some(key), "write").await
+    }
+
+    async fn restore(&self, previous: Option<&AccessKey>, _ctx: &WriteContext) -> Result<(), StoreError> {
+        self.file.set(&self.user, previous, "restore").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn ctx() -> WriteContext {
+        WriteContext {
+            user: "u".into(),
+            service: None,
+            previous_key_id: None,
+            rotated_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_all_land_and_existing_entries_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, r#"{"old": {"AccessKeyId": "A0", "SecretAccessKey": "s0"}}"#).unwrap();
+        let file = Outfile::open(&path).unwrap();
+        let writes = (0..20).map(|i| {
+            let store = file.store_for(&format!("user{i}"));
+            async move { store.write(&AccessKey::new(format!("A{i}"), "s"), &ctx()).await }
+        });
+        for result in futures::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let doc: Map<String, Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(doc.len(), 21);
+        assert_eq!(doc["user7"]["AccessKeyId"], "A7");
+        assert_eq!(doc["old"]["AccessKeyId"], "A0");
+    }
+
+    #[tokio::test]
+    async fn finish_writes_an_empty_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        Outfile::open(&path).unwrap().finish().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "{}");
+    }
+}
