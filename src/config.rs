@@ -52,7 +52,9 @@ impl DurationSetting {
             format!("invalid duration '{text}': write a number and a unit, e.g. \"30d\", \"12h\" or \"90m\"")
         })?;
         if value.is_zero() {
-            return Err(format!("duration '{text}' is zero; give a positive duration such as \"30d\""));
+            return Err(format!(
+                "duration '{text}' is zero; give a positive duration such as \"30d\""
+            ));
         }
         Ok(DurationSetting {
             text: text.to_string(),
@@ -381,7 +383,9 @@ impl Config {
             if !is_valid_iam_user_name(&iam_user) {
                 return Err(invalid(
                     user_span.start,
-                    format!("iam_user '{iam_user}' of service '{name}' is not a valid IAM user name"),
+                    format!(
+                        "iam_user '{iam_user}' of service '{name}' is not a valid IAM user name"
+                    ),
                     "use 1 to 64 letters, digits or any of + = , . @ _ -".to_string(),
                 ));
             }
@@ -407,7 +411,8 @@ impl Config {
                 return Err(invalid(
                     key_span.start,
                     format!("'{}' is not a valid IAM path", key.get_ref()),
-                    "use printable ASCII without spaces, e.g. [paths.PSKServiceAccounts]".to_string(),
+                    "use printable ASCII without spaces, e.g. [paths.PSKServiceAccounts]"
+                        .to_string(),
                 ));
             }
             if paths.contains_key(&normalized) {
@@ -433,7 +438,7 @@ impl Config {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
+                .unwrap_or_default(),
             defaults,
             services,
             paths,
@@ -444,7 +449,6 @@ impl Config {
     pub fn empty(file: &Path) -> Config {
         Config {
             file: file.to_path_buf(),
-            base_dir: PathBuf::from("."),
             ..Config::default()
         }
     }
@@ -491,7 +495,11 @@ fn check_stores(
                 ));
             }
             let found = placeholders(template).map_err(|msg| {
-                invalid(offset, msg, "close the placeholder, e.g. {user}".to_string())
+                invalid(
+                    offset,
+                    msg,
+                    "close the placeholder, e.g. {user}".to_string(),
+                )
             })?;
             if let Some(bad) = found.iter().find(|p| !allowed.contains(p)) {
                 return Err(invalid(
@@ -500,7 +508,10 @@ fn check_stores(
                     format!("placeholders allowed here: {allowed_list}"),
                 ));
             }
-            if needs_user && !found.contains(&"user") && !matches!(store, StoreConfig::OnePassword(_)) {
+            if needs_user
+                && !found.contains(&"user")
+                && !matches!(store, StoreConfig::OnePassword(_))
+            {
                 return Err(invalid(
                     offset,
                     format!("{field} '{template}' of a path store has no {{user}}; every user would overwrite the same entry"),
@@ -591,7 +602,10 @@ stores = [{ kind = "file", path = "secrets/{user}.json", format = "env" }]
         let config = parse(GOOD).unwrap();
         let svc = config.service("postgresql").unwrap();
         assert_eq!(svc.iam_user, "postgresql-backup");
-        assert_eq!(svc.max_age.as_ref().unwrap().value, Duration::from_secs(30 * 86400));
+        assert_eq!(
+            svc.max_age.as_ref().unwrap().value,
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(svc.region.as_deref(), Some("us-west-2"));
         let policy = config.path_policy("/PSKServiceAccounts/").unwrap();
         assert_eq!(policy.path, "/PSKServiceAccounts/");

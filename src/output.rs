@@ -11,7 +11,9 @@ use std::sync::Mutex;
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(header.to_vec());
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(header.to_vec());
     table
 }
 
@@ -21,7 +23,11 @@ fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()
 }
 
 /// `credrot list`.
-pub fn write_services(out: &mut dyn Write, config: &Config, format: OutputFormat) -> std::io::Result<()> {
+pub fn write_services(
+    out: &mut dyn Write,
+    config: &Config,
+    format: OutputFormat,
+) -> std::io::Result<()> {
     let services: Vec<&Service> = config.services.values().collect();
     if format == OutputFormat::Json {
         return write_json(out, &services);
@@ -31,24 +37,43 @@ pub fn write_services(out: &mut dyn Write, config: &Config, format: OutputFormat
         t.add_row(vec![
             s.name.clone(),
             s.iam_user.clone(),
-            s.stores.iter().map(|c| c.summary()).collect::<Vec<_>>().join(", "),
-            s.max_age.as_ref().map(|d| d.text.clone()).unwrap_or_else(|| "-".into()),
+            s.stores
+                .iter()
+                .map(|c| c.summary())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.max_age
+                .as_ref()
+                .map(|d| d.text.clone())
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     writeln!(out, "{t}")
 }
 
 /// `credrot show SERVICE`.
-pub fn write_service(out: &mut dyn Write, service: &Service, format: OutputFormat) -> std::io::Result<()> {
+pub fn write_service(
+    out: &mut dyn Write,
+    service: &Service,
+    format: OutputFormat,
+) -> std::io::Result<()> {
     if format == OutputFormat::Json {
         return write_json(out, service);
     }
     let or_dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     writeln!(out, "service:      {}", service.name)?;
-    writeln!(out, "description:  {}", or_dash(service.description.as_deref()))?;
+    writeln!(
+        out,
+        "description:  {}",
+        or_dash(service.description.as_deref())
+    )?;
     writeln!(out, "iam_user:     {}", service.iam_user)?;
     writeln!(out, "tags:         {}", service.tags.join(", "))?;
-    writeln!(out, "max_age:      {}", or_dash(service.max_age.as_ref().map(|d| d.text.as_str())))?;
+    writeln!(
+        out,
+        "max_age:      {}",
+        or_dash(service.max_age.as_ref().map(|d| d.text.as_str()))
+    )?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;
     for store in &service.stores {
@@ -58,7 +83,14 @@ pub fn write_service(out: &mut dyn Write, service: &Service, format: OutputForma
             .into_iter()
             .flatten()
             .filter(|(k, _)| k.as_str() != "kind")
-            .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         writeln!(out, "  - {} {fields}", store.kind())?;
@@ -97,9 +129,25 @@ pub fn write_summary(
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut t = if dry_run {
-        table(&["USER", "CURRENT", "LAST", "WOULD DELETE", "WOULD CREATE", "STORES", "OUTCOME"])
+        table(&[
+            "USER",
+            "CURRENT",
+            "LAST",
+            "WOULD DELETE",
+            "WOULD CREATE",
+            "STORES",
+            "OUTCOME",
+        ])
     } else {
-        table(&["USER", "OLD CURRENT", "OLD LAST", "DELETED", "NEW KEY", "STORES", "OUTCOME"])
+        table(&[
+            "USER",
+            "OLD CURRENT",
+            "OLD LAST",
+            "DELETED",
+            "NEW KEY",
+            "STORES",
+            "OUTCOME",
+        ])
     };
     for r in reports {
         let created = if dry_run && r.outcome == Outcome::Planned {
@@ -119,16 +167,35 @@ pub fn write_summary(
     }
     writeln!(out, "{t}")?;
     for r in reports.iter().filter(|r| !r.synced.is_empty()) {
-        let verb = if dry_run { "would bring up to date" } else { "brought up to date" };
+        let verb = if dry_run {
+            "would bring up to date"
+        } else {
+            "brought up to date"
+        };
         writeln!(out, "{}: {verb}: {}", r.user, r.synced.join(", "))?;
     }
     for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
-        writeln!(out, "{}: {}", r.user, r.error.as_deref().unwrap_or("failed"))?;
+        writeln!(
+            out,
+            "{}: {}",
+            r.user,
+            r.error.as_deref().unwrap_or("failed")
+        )?;
     }
     if dry_run {
-        writeln!(out, "dry run: {} users planned, {} failed, nothing changed", count(Outcome::Planned), count(Outcome::Failed))
+        writeln!(
+            out,
+            "dry run: {} users planned, {} failed, nothing changed",
+            count(Outcome::Planned),
+            count(Outcome::Failed)
+        )
     } else {
-        writeln!(out, "{} rotated, {} failed", count(Outcome::Rotated), count(Outcome::Failed))
+        writeln!(
+            out,
+            "{} rotated, {} failed",
+            count(Outcome::Rotated),
+            count(Outcome::Failed)
+        )
     }
 }
 

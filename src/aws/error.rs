@@ -93,20 +93,27 @@ impl AwsError {
 
 fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
     match code {
-        Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException"
-        | "InvalidSignatureException" | "ExpiredToken" | "ExpiredTokenException") => {
-            AwsErrorKind::Unauthenticated
-        }
+        Some(
+            "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredToken"
+            | "ExpiredTokenException",
+        ) => AwsErrorKind::Unauthenticated,
         Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation") => {
             AwsErrorKind::AccessDenied
         }
-        Some(
-            "NoSuchEntity" | "ResourceNotFoundException" | "ParameterNotFound" | "NotFound",
-        ) => AwsErrorKind::NotFound,
-        Some("LimitExceeded" | "LimitExceededException") => AwsErrorKind::LimitExceeded,
-        Some("Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => {
-            AwsErrorKind::Throttled
+        Some("NoSuchEntity" | "ResourceNotFoundException" | "ParameterNotFound" | "NotFound") => {
+            AwsErrorKind::NotFound
         }
+        Some("LimitExceeded" | "LimitExceededException") => AwsErrorKind::LimitExceeded,
+        Some(
+            "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded",
+        ) => AwsErrorKind::Throttled,
         _ => match status {
             Some(401) => AwsErrorKind::Unauthenticated,
             // Auth failures of JSON-protocol services can come back without a code.
@@ -139,9 +146,18 @@ mod tests {
 
     #[test]
     fn codes_are_classified() {
-        assert_eq!(classify(Some("InvalidClientTokenId"), Some(403)), AwsErrorKind::Unauthenticated);
-        assert_eq!(classify(Some("NoSuchEntity"), Some(404)), AwsErrorKind::NotFound);
-        assert_eq!(classify(Some("LimitExceeded"), Some(409)), AwsErrorKind::LimitExceeded);
+        assert_eq!(
+            classify(Some("InvalidClientTokenId"), Some(403)),
+            AwsErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            classify(Some("NoSuchEntity"), Some(404)),
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(Some("LimitExceeded"), Some(409)),
+            AwsErrorKind::LimitExceeded
+        );
         assert_eq!(classify(None, Some(403)), AwsErrorKind::AccessDenied);
         assert_eq!(classify(Some("Weird"), Some(500)), AwsErrorKind::Other);
     }

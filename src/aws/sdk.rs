@@ -49,7 +49,9 @@ impl AwsContext {
         // Adaptive retry slows every request down when AWS throttles, so a high
         // --concurrency degrades into waiting instead of failing. The standard AWS_* settings
         // still win when the user gives them.
-        if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+        if std::env::var_os("AWS_RETRY_MODE").is_none()
+            && std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+        {
             loader = loader.retry_config(
                 RetryConfig::adaptive()
                     .with_max_attempts(8)

@@ -21,7 +21,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Show { service } => {
             let config = load_config(global, true)?;
-            output::write_service(&mut std::io::stdout().lock(), config.service(service)?, global.output)?;
+            output::write_service(
+                &mut std::io::stdout().lock(),
+                config.service(service)?,
+                global.output,
+            )?;
             Ok(())
         }
         Command::Update { service, rotation } => {

@@ -12,9 +12,21 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 /// Rotate the IAM user of one configured service.
-pub fn update(config: &Config, name: &str, global: &GlobalArgs, args: &RotationArgs) -> Result<(), Error> {
+pub fn update(
+    config: &Config,
+    name: &str,
+    global: &GlobalArgs,
+    args: &RotationArgs,
+) -> Result<(), Error> {
     let service = config.service(name)?;
-    let job = Job::prepare(config, &service.stores, global, args, &format!("service '{name}'"), "[[services.NAME.stores]]")?;
+    let job = Job::prepare(
+        config,
+        &service.stores,
+        global,
+        args,
+        &format!("service '{name}'"),
+        "[[services.NAME.stores]]",
+    )?;
     job.runtime()?.block_on(async {
         let aws = job.aws(service.region.as_deref()).await;
         let target = job.target(&service.iam_user, Some(&service.name), &service.stores)?;
@@ -35,7 +47,14 @@ pub fn rotate_path(
         .path_policy(&iam_path)
         .map(|p| p.stores.clone())
         .unwrap_or_default();
-    let job = Job::prepare(config, &stores, global, args, &format!("IAM path {iam_path}"), "[paths.NAME] stores")?;
+    let job = Job::prepare(
+        config,
+        &stores,
+        global,
+        args,
+        &format!("IAM path {iam_path}"),
+        "[paths.NAME] stores",
+    )?;
     job.runtime()?.block_on(async {
         let aws = job.aws(None).await;
         let users = aws.iam().list_users(&iam_path).await?;
@@ -79,8 +98,15 @@ impl<'a> Job<'a> {
             )));
         }
         for store in stores {
-            store::open(store, &TemplateValues { user: "check", service: Some("check") }, &config.base_dir)
-                .map_err(|e| Error::Usage(format!("{e}; remove it from {}", config.file.display())))?;
+            store::open(
+                store,
+                &TemplateValues {
+                    user: "check",
+                    service: Some("check"),
+                },
+                &config.base_dir,
+            )
+            .map_err(|e| Error::Usage(format!("{e}; remove it from {}", config.file.display())))?;
         }
         let outfile = match &args.outfile {
             Some(path) => {
@@ -98,7 +124,9 @@ impl<'a> Job<'a> {
     }
 
     fn runtime(&self) -> Result<tokio::runtime::Runtime, Error> {
-        Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?)
     }
 
     async fn aws(&self, service_region: Option<&str>) -> AwsContext {
@@ -116,7 +144,12 @@ impl<'a> Job<'a> {
         .await
     }
 
-    fn target(&self, user: &str, service: Option<&str>, stores: &[StoreConfig]) -> Result<Target, Error> {
+    fn target(
+        &self,
+        user: &str,
+        service: Option<&str>,
+        stores: &[StoreConfig],
+    ) -> Result<Target, Error> {
         let values = TemplateValues { user, service };
         let mut opened: Vec<Arc<dyn SecretStore>> = stores
             .iter()
@@ -133,12 +166,19 @@ impl<'a> Job<'a> {
         })
     }
 
-    async fn execute(&self, aws: &AwsContext, targets: Vec<Target>, concurrency: usize) -> Result<(), Error> {
+    async fn execute(
+        &self,
+        aws: &AwsContext,
+        targets: Vec<Target>,
+        concurrency: usize,
+    ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
         if let (Some(file), false) = (&self.outfile, dry_run) {
             // Creating the (empty) document now proves the path is writable before IAM is
             // touched, and leaves a valid document even if nothing gets rotated.
-            file.finish().await.map_err(|e| Error::Usage(e.to_string()))?;
+            file.finish()
+                .await
+                .map_err(|e| Error::Usage(e.to_string()))?;
         }
         let engine = Engine::new(
             Arc::new(aws.iam()),
@@ -169,11 +209,24 @@ impl<'a> Job<'a> {
         }
         // With --print-secrets stdout carries the keys alone, so the summary goes to stderr.
         if self.args.print_secrets && !dry_run {
-            output::write_summary(&mut std::io::stderr().lock(), &reports, dry_run, self.global.output)?;
+            output::write_summary(
+                &mut std::io::stderr().lock(),
+                &reports,
+                dry_run,
+                self.global.output,
+            )?;
         } else {
-            output::write_summary(&mut std::io::stdout().lock(), &reports, dry_run, self.global.output)?;
+            output::write_summary(
+                &mut std::io::stdout().lock(),
+                &reports,
+                dry_run,
+                self.global.output,
+            )?;
         }
-        let failed = reports.iter().filter(|r| r.outcome == Outcome::Failed).count();
+        let failed = reports
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed)
+            .count();
         if failed > 0 {
             return Err(Error::RunFailed {
                 failed,
@@ -191,9 +244,11 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} rotating [{bar:30}] {pos}/{len} users ({per_sec}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} rotating [{bar:30}] {pos}/{len} users ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }

@@ -96,7 +96,11 @@ struct Lagging {
 
 impl Engine {
     /// An engine over these AWS interfaces.
-    pub fn new(iam: Arc<dyn IamApi>, verifier: Arc<dyn KeyVerifier>, options: EngineOptions) -> Self {
+    pub fn new(
+        iam: Arc<dyn IamApi>,
+        verifier: Arc<dyn KeyVerifier>,
+        options: EngineOptions,
+    ) -> Self {
         Engine {
             iam,
             verifier,
@@ -170,10 +174,14 @@ impl Engine {
         report.current_before = plan.current.clone();
         report.last_before = plan.last.clone();
         report.deleted = plan.delete.clone();
-        if let Some(lag) = &lagging {
-            report.synced = lag.stores.iter().map(|&i| target.stores[i].location()).collect();
-        }
         if self.options.dry_run {
+            if let Some(lag) = &lagging {
+                report.synced = lag
+                    .stores
+                    .iter()
+                    .map(|&i| target.stores[i].location())
+                    .collect();
+            }
             return Ok(());
         }
 
@@ -191,6 +199,7 @@ impl Engine {
                 target.stores[i].write(&lag.source, &ctx).await?;
                 target.stores[i].promote(&lag.source).await?;
                 held[i] = Some(lag.source.clone());
+                report.synced.push(target.stores[i].location());
             }
         }
         if let Some(victim) = &plan.delete {
@@ -232,7 +241,9 @@ impl Engine {
                 report.new_key = Some(new_key);
                 Ok(())
             }
-            Err(cause) => Err(self.undo(target, &new_key, &held[..written], &ctx, cause).await),
+            Err(cause) => Err(self
+                .undo(target, &new_key, &held[..written], &ctx, cause)
+                .await),
         }
     }
 

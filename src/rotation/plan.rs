@@ -29,7 +29,9 @@ pub enum PlanError {
     #[error("both keys ({0}, {1}) are handed out by stores, so neither can be deleted; make the stores agree (re-run after fixing the failing store) and run again")]
     BothKeysInUse(String, String),
     /// More keys than IAM allows: not something credrot creates.
-    #[error("the user has {0} access keys but IAM allows {MAX_KEYS}; delete the extra keys by hand")]
+    #[error(
+        "the user has {0} access keys but IAM allows {MAX_KEYS}; delete the extra keys by hand"
+    )]
     TooManyKeys(usize),
 }
 
@@ -69,9 +71,10 @@ pub fn plan(keys: &[KeyMeta], held: &BTreeSet<String>) -> Result<Plan, PlanError
                 newest_first[1].id.clone(),
             ))
         }
-        [only] if !held.is_empty() && Some(&only.id) == plan.current.as_ref() => {
-            (*only, "newest key is held by no store (left by an interrupted run)")
-        }
+        [only] if !held.is_empty() && Some(&only.id) == plan.current.as_ref() => (
+            *only,
+            "newest key is held by no store (left by an interrupted run)",
+        ),
         [only] if !only.active => (*only, "Inactive key"),
         [only] => (*only, "LAST key"),
         both => match both.iter().find(|k| !k.active) {
@@ -138,9 +141,17 @@ mod tests {
     #[test]
     fn a_key_a_store_hands_out_is_never_deleted() {
         // An interrupted run created NEW but never stored it; the store still has OLD.
-        let p = plan(&[key("OLD", true, 40), key("NEW", true, 0)], &held(&["OLD"])).unwrap();
+        let p = plan(
+            &[key("OLD", true, 40), key("NEW", true, 0)],
+            &held(&["OLD"]),
+        )
+        .unwrap();
         assert_eq!(p.delete.as_deref(), Some("NEW"));
-        let p = plan(&[key("OLD", false, 40), key("NEW", true, 0)], &held(&["OLD"])).unwrap();
+        let p = plan(
+            &[key("OLD", false, 40), key("NEW", true, 0)],
+            &held(&["OLD"]),
+        )
+        .unwrap();
         assert_eq!(p.delete.as_deref(), Some("NEW"));
     }
 
@@ -153,6 +164,9 @@ mod tests {
     #[test]
     fn three_keys_are_refused() {
         let keys = [key("A", true, 3), key("B", true, 2), key("C", true, 1)];
-        assert_eq!(plan(&keys, &held(&[])).unwrap_err(), PlanError::TooManyKeys(3));
+        assert_eq!(
+            plan(&keys, &held(&[])).unwrap_err(),
+            PlanError::TooManyKeys(3)
+        );
     }
 }

@@ -161,7 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.json");
         std::fs::write(&path, "not json").unwrap();
-        let err = FileStore::new(path, FileFormat::Json).read().await.unwrap_err();
+        let err = FileStore::new(path, FileFormat::Json)
+            .read()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("not a JSON key file"), "{err}");
     }
 }

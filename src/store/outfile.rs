@@ -43,7 +43,10 @@ impl Outfile {
             Ok(text) if text.trim().is_empty() => {}
             Ok(text) => {
                 let doc: Map<String, Value> = serde_json::from_str(&text).map_err(|_| {
-                    error("it exists and is not a credrot key document; choose another -o path".into())
+                    error(
+                        "it exists and is not a credrot key document; choose another -o path"
+                            .into(),
+                    )
                 })?;
                 for (user, entry) in doc {
                     let field = |name| entry.get(name).and_then(Value::as_str);
@@ -51,7 +54,11 @@ impl Outfile {
                         (Some(id), Some(secret)) => {
                             keys.insert(user, AccessKey::new(id, secret));
                         }
-                        _ => return Err(error(format!("the entry for '{user}' has no AccessKeyId/SecretAccessKey"))),
+                        _ => {
+                            return Err(error(format!(
+                                "the entry for '{user}' has no AccessKeyId/SecretAccessKey"
+                            )))
+                        }
                     }
                 }
             }
@@ -78,7 +85,12 @@ impl Outfile {
     }
 
     fn get(&self, user: &str) -> Option<AccessKey> {
-        self.entries.lock().expect("outfile lock").keys.get(user).cloned()
+        self.entries
+            .lock()
+            .expect("outfile lock")
+            .keys
+            .get(user)
+            .cloned()
     }
 
     fn render(entries: &Entries) -> Vec<u8> {
@@ -98,7 +110,12 @@ impl Outfile {
     }
 
     /// Set (or remove) one user's entry and return once it is on disk.
-    async fn set(&self, user: &str, key: Option<&AccessKey>, action: &'static str) -> Result<(), StoreError> {
+    async fn set(
+        &self,
+        user: &str,
+        key: Option<&AccessKey>,
+        action: &'static str,
+    ) -> Result<(), StoreError> {
         let wanted = {
             let mut entries = self.entries.lock().expect("outfile lock");
             match key {
@@ -166,7 +183,11 @@ impl SecretStore for OutfileStore {
         self.file.set(&self.user, Some(key), "write").await
     }
 
-    async fn restore(&self, previous: Option<&AccessKey>, _ctx: &WriteContext) -> Result<(), StoreError> {
+    async fn restore(
+        &self,
+        previous: Option<&AccessKey>,
+        _ctx: &WriteContext,
+    ) -> Result<(), StoreError> {
         self.file.set(&self.user, previous, "restore").await
     }
 }
@@ -189,16 +210,25 @@ mod tests {
     async fn concurrent_writes_all_land_and_existing_entries_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        std::fs::write(&path, r#"{"old": {"AccessKeyId": "A0", "SecretAccessKey": "s0"}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"old": {"AccessKeyId": "A0", "SecretAccessKey": "s0"}}"#,
+        )
+        .unwrap();
         let file = Outfile::open(&path).unwrap();
         let writes = (0..20).map(|i| {
             let store = file.store_for(&format!("user{i}"));
-            async move { store.write(&AccessKey::new(format!("A{i}"), "s"), &ctx()).await }
+            async move {
+                store
+                    .write(&AccessKey::new(format!("A{i}"), "s"), &ctx())
+                    .await
+            }
         });
         for result in futures::future::join_all(writes).await {
             result.unwrap();
         }
-        let doc: Map<String, Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let doc: Map<String, Value> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(doc.len(), 21);
         assert_eq!(doc["user7"]["AccessKeyId"], "A7");
         assert_eq!(doc["old"]["AccessKeyId"], "A0");

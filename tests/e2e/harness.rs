@@ -64,7 +64,10 @@ impl Moto {
             });
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,9 +115,15 @@ impl Moto {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new(&key.id, &key.secret, None, None, "test"),
-            ))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    &key.id,
+                    &key.secret,
+                    None,
+                    None,
+                    "test",
+                )),
+            )
             .build()
     }
 
@@ -125,14 +134,21 @@ impl Moto {
 
     /// Create `user` under `path`.
     pub fn create_user(&self, user: &str, path: &str) {
-        self.rt.block_on(self.iam().create_user().user_name(user).path(path).send()).unwrap();
+        self.rt
+            .block_on(self.iam().create_user().user_name(user).path(path).send())
+            .unwrap();
     }
 
     /// Create a key for `user`, optionally deactivated.
     pub fn create_key(&self, user: &str, active: bool) -> Key {
         let iam = self.iam();
         self.rt.block_on(async {
-            let out = iam.create_access_key().user_name(user).send().await.unwrap();
+            let out = iam
+                .create_access_key()
+                .user_name(user)
+                .send()
+                .await
+                .unwrap();
             let key = out.access_key().unwrap();
             if !active {
                 iam.update_access_key()
@@ -181,8 +197,14 @@ impl Moto {
 
     /// Assert that `key` works and belongs to `user`.
     pub fn assert_key_works_for(&self, key: &Key, user: &str) {
-        let arn = self.whoami(key).unwrap_or_else(|| panic!("key {} is rejected by STS", key.id));
-        assert!(arn.ends_with(&format!("/{user}")), "key {} is {arn}, not {user}", key.id);
+        let arn = self
+            .whoami(key)
+            .unwrap_or_else(|| panic!("key {} is rejected by STS", key.id));
+        assert!(
+            arn.ends_with(&format!("/{user}")),
+            "key {} is {arn}, not {user}",
+            key.id
+        );
     }
 
     /// The credrot binary, run in `dir`, signing as the admin against this server, with no
@@ -215,7 +237,10 @@ pub fn credrot_command(dir: &Path) -> Command {
     }
     cmd.env("AWS_REGION", REGION)
         .env("AWS_CONFIG_FILE", dir.join(".no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join(".no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join(".no-aws-credentials"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
 }
@@ -249,8 +274,10 @@ impl Tripwire {
 
 /// Read a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// The key in a credrot JSON key document entry.
