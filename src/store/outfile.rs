@@ -133,6 +133,15 @@ impl Outfile {
         if *persisted >= wanted {
             return Ok(());
         }
+        self.write_snapshot(&mut persisted, action).await
+    }
+
+    /// Write every entry as it is now; the caller holds the `persisted` lock.
+    async fn write_snapshot(
+        &self,
+        persisted: &mut u64,
+        action: &'static str,
+    ) -> Result<(), StoreError> {
         let (bytes, version) = {
             let entries = self.entries.lock().expect("outfile lock");
             (Self::render(&entries), entries.version)
@@ -151,15 +160,14 @@ impl Outfile {
         Ok(())
     }
 
-    /// Make sure the file exists at the end of a run, even when no user was rotated, so
-    /// pipelines that read it always find a document.
+    /// Make sure the file exists, even when no user was rotated, so pipelines that read it
+    /// always find a document; run before the rotation, it also proves the path writable.
     pub async fn finish(&self) -> Result<(), StoreError> {
+        let mut persisted = self.persisted.lock().await;
         if self.path.exists() {
             return Ok(());
         }
-        let version = self.entries.lock().expect("outfile lock").version;
-        *self.persisted.lock().await = version.saturating_sub(1);
-        self.persist_at_least(version, "write").await
+        self.write_snapshot(&mut persisted, "write").await
     }
 }
 
