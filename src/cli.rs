@@ -102,6 +102,12 @@ pub struct RotationArgs {
     /// Print the plan per user and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Rotate even users whose CURRENT key is younger than rotate_after
+    #[arg(long)]
+    pub force: bool,
+    /// Do not take the per-user lock (only when no other credrot run can touch these users)
+    #[arg(long)]
+    pub no_lock: bool,
     /// Also write the new keys to FILE as {"user": {"AccessKeyId", "SecretAccessKey"}} (mode 0600)
     #[arg(short = 'o', long, value_name = "FILE")]
     pub outfile: Option<PathBuf>,

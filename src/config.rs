@@ -4,6 +4,7 @@
 //! the column, and says what to write instead. Nothing in here talks to AWS, so a broken
 //! configuration is always reported before any API call.
 
+use crate::policy::{Mode, PolicySettings, RotationPolicy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,33 +204,56 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    region: Option<String>,
-    max_age: Option<DurationSetting>,
+/// Declares a raw section struct that, besides its own fields, accepts the policy keys that
+/// every section shares, so that each section rejects unknown keys without repeating them.
+macro_rules! section_with_policy {
+    ($(#[$meta:meta])* $name:ident { $($(#[$attr:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($(#[$attr])* $field: $ty,)*
+            max_age: Option<DurationSetting>,
+            rotate_after: Option<DurationSetting>,
+            mode: Option<Mode>,
+            quiet_period: Option<DurationSetting>,
+            grace: Option<DurationSetting>,
+            max_wait: Option<DurationSetting>,
+        }
+
+        impl $name {
+            fn policy(&self) -> PolicySettings {
+                PolicySettings {
+                    max_age: self.max_age.clone(),
+                    rotate_after: self.rotate_after.clone(),
+                    mode: self.mode,
+                    quiet_period: self.quiet_period.clone(),
+                    grace: self.grace.clone(),
+                    max_wait: self.max_wait.clone(),
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
+section_with_policy!(#[derive(Default)] RawDefaults {
+    region: Option<String>,
+});
+
+section_with_policy!(RawService {
     description: Option<String>,
     iam_user: Spanned<String>,
     #[serde(default)]
     tags: Vec<String>,
-    max_age: Option<DurationSetting>,
     region: Option<String>,
     #[serde(default)]
     stores: Vec<Spanned<StoreConfig>>,
-}
+});
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPath {
+section_with_policy!(RawPath {
     #[serde(default)]
     stores: Vec<Spanned<StoreConfig>>,
-    max_age: Option<DurationSetting>,
-}
+});
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,8 +271,9 @@ struct RawConfig {
 pub struct Defaults {
     /// AWS region used when neither `--region` nor the service names one.
     pub region: Option<String>,
-    /// Longest a key may live.
-    pub max_age: Option<DurationSetting>,
+    /// The policy keys of `[defaults]`.
+    #[serde(skip)]
+    pub policy: PolicySettings,
 }
 
 /// One configured service: an IAM user and the stores that hand its key out.
@@ -262,8 +287,9 @@ pub struct Service {
     pub iam_user: String,
     /// Free-form tags, also given to stores that support tags.
     pub tags: Vec<String>,
-    /// Longest a key may live (the service's, else the default).
-    pub max_age: Option<DurationSetting>,
+    /// When and how its keys are rotated.
+    #[serde(flatten)]
+    pub policy: RotationPolicy,
     /// AWS region for this service's regional stores.
     pub region: Option<String>,
     /// Where the new key goes.
@@ -277,8 +303,9 @@ pub struct PathPolicy {
     pub path: String,
     /// Store templates; `{user}` is replaced by the IAM user name.
     pub stores: Vec<StoreConfig>,
-    /// Longest a key may live.
-    pub max_age: Option<DurationSetting>,
+    /// When and how its users' keys are rotated.
+    #[serde(flatten)]
+    pub policy: RotationPolicy,
 }
 
 /// A loaded, validated configuration.
@@ -373,12 +400,25 @@ impl Config {
         })?;
 
         let defaults = Defaults {
+            policy: raw.defaults.policy(),
             region: raw.defaults.region,
-            max_age: raw.defaults.max_age,
+        };
+        // Policy errors are reported at the section's first line: the keys may come from
+        // [defaults] or the section itself.
+        let policy_error = |offset: usize, message: String| {
+            invalid(
+                offset,
+                message,
+                "see 'Rotation policy' in README.md".to_string(),
+            )
         };
         let mut services = BTreeMap::new();
         for (name, svc) in raw.services {
             let user_span = svc.iam_user.span();
+            let policy = svc
+                .policy()
+                .resolve(&defaults.policy)
+                .map_err(|m| policy_error(user_span.start, m))?;
             let iam_user = svc.iam_user.into_inner();
             if !is_valid_iam_user_name(&iam_user) {
                 return Err(invalid(
@@ -397,7 +437,7 @@ impl Config {
                     description: svc.description,
                     iam_user,
                     tags: svc.tags,
-                    max_age: svc.max_age.or_else(|| defaults.max_age.clone()),
+                    policy,
                     region: svc.region.or_else(|| defaults.region.clone()),
                     stores,
                 },
@@ -422,13 +462,17 @@ impl Config {
                     "keep one [paths.NAME] section per IAM path".to_string(),
                 ));
             }
+            let resolved = policy
+                .policy()
+                .resolve(&defaults.policy)
+                .map_err(|m| policy_error(key_span.start, m))?;
             let stores = check_stores(policy.stores, &["user"], true, &invalid)?;
             paths.insert(
                 normalized.clone(),
                 PathPolicy {
                     path: normalized,
                     stores,
-                    max_age: policy.max_age.or_else(|| defaults.max_age.clone()),
+                    policy: resolved,
                 },
             );
         }
@@ -603,7 +647,7 @@ stores = [{ kind = "file", path = "secrets/{user}.json", format = "env" }]
         let svc = config.service("postgresql").unwrap();
         assert_eq!(svc.iam_user, "postgresql-backup");
         assert_eq!(
-            svc.max_age.as_ref().unwrap().value,
+            svc.policy.max_age.as_ref().unwrap().value,
             Duration::from_secs(30 * 86400)
         );
         assert_eq!(svc.region.as_deref(), Some("us-west-2"));

@@ -9,9 +9,12 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 pub mod fsutil;
 mod logging;
 pub mod output;
+pub mod policy;
 pub mod rotation;
 pub mod secret;
 pub mod store;
@@ -20,6 +23,8 @@ use clap::Parser;
 
 /// Parse the command line, run the command, and return its exit code.
 pub fn main() -> std::process::ExitCode {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = cli::Cli::parse();
     logging::init(cli.global.verbose, cli.global.quiet);
     error::exit_code(commands::run(cli))

@@ -42,7 +42,8 @@ pub fn write_services(
                 .map(|c| c.summary())
                 .collect::<Vec<_>>()
                 .join(", "),
-            s.max_age
+            s.policy
+                .max_age
                 .as_ref()
                 .map(|d| d.text.clone())
                 .unwrap_or_else(|| "-".into()),
@@ -72,7 +73,7 @@ pub fn write_service(
     writeln!(
         out,
         "max_age:      {}",
-        or_dash(service.max_age.as_ref().map(|d| d.text.as_str()))
+        or_dash(service.policy.max_age.as_ref().map(|d| d.text.as_str()))
     )?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;

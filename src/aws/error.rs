@@ -46,7 +46,17 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let code = err.code().map(str::to_string);
+        // Some emulators answer JSON-protocol calls with an XML error body the SDK cannot
+        // parse; the code and message are still in the body.
+        let body = err
+            .raw_response()
+            .and_then(|r| r.body().bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let code = err
+            .code()
+            .map(str::to_string)
+            .or_else(|| xml_field(&body, "Code"));
         let status = err.raw_response().map(|r| r.status().as_u16());
         let (kind, message) = match &err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
@@ -68,7 +78,8 @@ impl AwsError {
                 let text = err
                     .message()
                     .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+                    .or_else(|| xml_field(&body, "Message"))
+                    .unwrap_or_else(|| "the service gave no reason".to_string());
                 let text = match (&code, status) {
                     (Some(code), _) => format!("{code}: {text}"),
                     (None, Some(status)) => format!("HTTP {status}: {text}"),
@@ -89,6 +100,13 @@ impl AwsError {
     pub fn is_unauthenticated(&self) -> bool {
         self.kind == AwsErrorKind::Unauthenticated
     }
+}
+
+/// The text of `<name>...</name>` in an XML error body.
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
 }
 
 fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
@@ -143,6 +161,14 @@ fn with_advice(kind: AwsErrorKind, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_error_bodies_are_read() {
+        let body = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>";
+        assert_eq!(xml_field(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(xml_field(body, "Message").as_deref(), Some("no"));
+        assert_eq!(xml_field("{}", "Code"), None);
+    }
 
     #[test]
     fn codes_are_classified() {

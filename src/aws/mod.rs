@@ -9,6 +9,7 @@ pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkVerifier};
 
 use crate::secret::AccessKey;
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 /// An IAM user found under a path.
@@ -31,6 +32,17 @@ pub struct KeyMeta {
     pub created: SystemTime,
 }
 
+/// The last use of an access key, as IAM records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// When.
+    pub date: SystemTime,
+    /// Which AWS service it called.
+    pub service: String,
+    /// In which region.
+    pub region: String,
+}
+
 /// The IAM calls the rotation engine makes.
 #[async_trait]
 pub trait IamApi: Send + Sync {
@@ -42,6 +54,16 @@ pub trait IamApi: Send + Sync {
     async fn create_key(&self, user: &str) -> Result<(KeyMeta, AccessKey), AwsError>;
     /// Delete a key.
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<(), AwsError>;
+    /// Make a key Active or Inactive.
+    async fn set_key_active(&self, user: &str, key_id: &str, active: bool) -> Result<(), AwsError>;
+    /// When the key was last used; `None` if never.
+    async fn last_used(&self, key_id: &str) -> Result<Option<KeyUse>, AwsError>;
+    /// The user's tags (credrot keeps its lock and retirement state there).
+    async fn user_tags(&self, user: &str) -> Result<BTreeMap<String, String>, AwsError>;
+    /// Set one tag on the user.
+    async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), AwsError>;
+    /// Remove tags from the user.
+    async fn untag_user(&self, user: &str, keys: &[String]) -> Result<(), AwsError>;
 }
 
 /// Proves that a key works by calling STS with it.

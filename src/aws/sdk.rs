@@ -1,6 +1,6 @@
 //! The SDK-backed implementations of the AWS interfaces, and the shared SDK configuration.
 
-use super::{AwsError, IamApi, IamUser, KeyMeta, KeyVerifier};
+use super::{AwsError, IamApi, IamUser, KeyMeta, KeyUse, KeyVerifier};
 use crate::secret::AccessKey;
 use async_trait::async_trait;
 use aws_config::meta::region::RegionProviderChain;
@@ -9,6 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 /// How to reach AWS: the global command-line options.
@@ -193,6 +194,91 @@ impl IamApi for SdkIam {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("iam:DeleteAccessKey", e))?;
+        Ok(())
+    }
+
+    async fn set_key_active(&self, user: &str, key_id: &str, active: bool) -> Result<(), AwsError> {
+        let status = if active {
+            StatusType::Active
+        } else {
+            StatusType::Inactive
+        };
+        self.client
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .status(status)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:UpdateAccessKey", e))?;
+        Ok(())
+    }
+
+    async fn last_used(&self, key_id: &str) -> Result<Option<KeyUse>, AwsError> {
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:GetAccessKeyLastUsed", e))?;
+        Ok(out.access_key_last_used().and_then(|u| {
+            Some(KeyUse {
+                date: SystemTime::try_from(*u.last_used_date()?).ok()?,
+                service: u.service_name().to_string(),
+                region: u.region().to_string(),
+            })
+        }))
+    }
+
+    async fn user_tags(&self, user: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let mut pages = self
+            .client
+            .list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send();
+        let mut tags = BTreeMap::new();
+        while let Some(tag) = pages.next().await {
+            let tag = tag.map_err(|e| AwsError::from_sdk("iam:ListUserTags", e))?;
+            tags.insert(tag.key().to_string(), tag.value().to_string());
+        }
+        Ok(tags)
+    }
+
+    async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(|e| AwsError {
+                operation: "iam:TagUser",
+                code: None,
+                message: e.to_string(),
+                kind: super::AwsErrorKind::Other,
+            })?;
+        self.client
+            .tag_user()
+            .user_name(user)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:TagUser", e))?;
+        Ok(())
+    }
+
+    async fn untag_user(&self, user: &str, keys: &[String]) -> Result<(), AwsError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .untag_user()
+            .user_name(user)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:UntagUser", e))?;
         Ok(())
     }
 }

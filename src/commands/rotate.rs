@@ -5,7 +5,10 @@ use crate::cli::{GlobalArgs, RotationArgs};
 use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
 use crate::output::{self, SecretPrinter};
-use crate::rotation::{Engine, EngineOptions, Outcome, Target, UserReport};
+use crate::policy::RotationPolicy;
+use crate::rotation::{
+    DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
+};
 use crate::store::{self, Outfile, SecretStore, TemplateValues};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -29,7 +32,12 @@ pub fn update(
     )?;
     job.runtime()?.block_on(async {
         let aws = job.aws(service.region.as_deref()).await;
-        let target = job.target(&service.iam_user, Some(&service.name), &service.stores)?;
+        let target = job.target(
+            &service.iam_user,
+            Some(&service.name),
+            &service.stores,
+            &service.policy,
+        )?;
         job.execute(&aws, vec![target], 1).await
     })
 }
@@ -43,10 +51,19 @@ pub fn rotate_path(
     args: &RotationArgs,
 ) -> Result<(), Error> {
     let iam_path = normalize_iam_path(path);
-    let stores = config
+    let (stores, policy) = config
         .path_policy(&iam_path)
-        .map(|p| p.stores.clone())
-        .unwrap_or_default();
+        .map(|p| (p.stores.clone(), p.policy.clone()))
+        .unwrap_or_else(|| {
+            (
+                Vec::new(),
+                config
+                    .defaults
+                    .policy
+                    .resolve(&Default::default())
+                    .unwrap_or_default(),
+            )
+        });
     let job = Job::prepare(
         config,
         &stores,
@@ -66,7 +83,7 @@ pub fn rotate_path(
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
         let targets = users
             .iter()
-            .map(|u| job.target(&u.name, None, &stores))
+            .map(|u| job.target(&u.name, None, &stores, &policy))
             .collect::<Result<Vec<_>, _>>()?;
         job.execute(&aws, targets, concurrency).await
     })
@@ -149,6 +166,7 @@ impl<'a> Job<'a> {
         user: &str,
         service: Option<&str>,
         stores: &[StoreConfig],
+        policy: &RotationPolicy,
     ) -> Result<Target, Error> {
         let values = TemplateValues { user, service };
         let mut opened: Vec<Arc<dyn SecretStore>> = stores
@@ -163,6 +181,7 @@ impl<'a> Job<'a> {
             user: user.to_string(),
             service: service.map(str::to_string),
             stores: opened,
+            policy: policy.clone(),
         })
     }
 
@@ -183,9 +202,15 @@ impl<'a> Job<'a> {
         let engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
+            Arc::new(DiscardEvents),
             EngineOptions {
                 dry_run,
+                force: self.args.force,
                 verify_timeout: self.args.verify_timeout,
+                lock: (!self.args.no_lock).then(|| LockOptions {
+                    owner: run_id(),
+                    ttl: LOCK_TTL,
+                }),
             },
         );
         let progress = progress_bar(targets.len() as u64, self.global.quiet);
@@ -235,6 +260,18 @@ impl<'a> Job<'a> {
         }
         Ok(())
     }
+}
+
+/// How long a user's lock outlives a run that died holding it.
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// This run's identity in lock tags: host-independent, unique enough across runs.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("credrot-{}-{nanos:09}", std::process::id())
 }
 
 /// A progress bar on stderr when stdout is a terminal; hidden otherwise.

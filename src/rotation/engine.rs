@@ -1,17 +1,24 @@
 //! Executes a rotation for one user so that every step leaves a working, stored key:
 //!
 //! 1. list the user's keys and read every store (a read failure stops the user before any
-//!    change: it is the preflight);
-//! 2. bring stores that lag behind up to date with the newest stored key, after verifying it;
-//! 3. delete the one key that is neither CURRENT in a store nor needed (two-key limit);
-//! 4. create the new key, write it to every store, verify it through STS, promote it;
-//! 5. on any failure in 4: restore every store written, then delete the new key — unless a
-//!    store could not be restored, in which case the new key stays, since a store hands it
-//!    out.
+//!    change: it is the preflight); a user with nothing to do stops here (`fresh`);
+//! 2. take the user's lock and look again (another run may have changed things);
+//! 3. converge: bring lagging stores up to date with the newest stored key (verified first),
+//!    and delete keys an interrupted run created but never stored and nobody used;
+//! 4. two-key mode: delete the one key that no store hands out, create the new key;
+//!    staged mode: deactivate or delete the old key when its time has come, create the new
+//!    key when due and a slot is free;
+//! 5. write the new key to every store, verify it through STS, promote it; on any failure,
+//!    restore every store written, then delete the new key — unless a store could not be
+//!    restored, in which case the new key stays, since a store may hand it out.
 
+use super::events::{Event, EventSink};
+use super::lock;
 use super::plan::{plan, PlanError};
 use super::report::{KeyView, Outcome, UserReport};
+use super::retire::{self, decide, RetireFacts, Retirement, DEACTIVATED_TAG, VERIFIED_TAG};
 use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyVerifier};
+use crate::policy::{Mode, RotationPolicy};
 use crate::secret::AccessKey;
 use crate::store::{SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
@@ -50,6 +57,14 @@ pub enum RotateError {
         /// Who it should be.
         user: String,
     },
+    /// A key no store hands out is in use: someone holds a copy credrot does not manage.
+    #[error("key {key_id} is handed out by no store but was used ({usage}); credrot leaves it alone: find its user, then delete it or put it in a store")]
+    UnmanagedKeyInUse {
+        /// The key.
+        key_id: String,
+        /// Its last use.
+        usage: String,
+    },
     /// The hand-off failed and was undone (fully or not: `cleanup` says).
     #[error("{cause}; {cleanup}")]
     RolledBack {
@@ -60,13 +75,26 @@ pub enum RotateError {
     },
 }
 
+/// Per-user locking across concurrent runs.
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// This run's identity in the lock tag.
+    pub owner: String,
+    /// How long a lock lasts if its run dies.
+    pub ttl: Duration,
+}
+
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Plan only: no mutating call.
     pub dry_run: bool,
+    /// Rotate even users whose CURRENT key is younger than `rotate_after`.
+    pub force: bool,
     /// How long to keep retrying STS while IAM propagates a new key.
     pub verify_timeout: Duration,
+    /// Lock each user while changing it; `None` for a run that knows it is alone.
+    pub lock: Option<LockOptions>,
 }
 
 /// One user to rotate and where its key goes.
@@ -77,13 +105,42 @@ pub struct Target {
     pub service: Option<String>,
     /// The stores, in the order they are written.
     pub stores: Vec<Arc<dyn SecretStore>>,
+    /// When and how to rotate.
+    pub policy: RotationPolicy,
 }
 
 /// The rotation engine.
 pub struct Engine {
     iam: Arc<dyn IamApi>,
     verifier: Arc<dyn KeyVerifier>,
+    events: Arc<dyn EventSink>,
     options: EngineOptions,
+}
+
+/// What IAM and the stores hold for one user.
+struct Observed {
+    keys: Vec<KeyMeta>,
+    held: Vec<Option<AccessKey>>,
+}
+
+impl Observed {
+    /// Ids of IAM keys that some store hands out.
+    fn held_ids(&self) -> BTreeSet<String> {
+        self.held
+            .iter()
+            .flatten()
+            .filter(|k| self.keys.iter().any(|m| m.id == k.id))
+            .map(|k| k.id.clone())
+            .collect()
+    }
+
+    /// The newest Active key.
+    fn current(&self) -> Option<&KeyMeta> {
+        self.keys
+            .iter()
+            .filter(|k| k.active)
+            .max_by_key(|k| k.created)
+    }
 }
 
 /// Stores whose key is older than the newest key another store hands out.
@@ -95,15 +152,17 @@ struct Lagging {
 }
 
 impl Engine {
-    /// An engine over these AWS interfaces.
+    /// An engine over these AWS interfaces, reporting each action to `events`.
     pub fn new(
         iam: Arc<dyn IamApi>,
         verifier: Arc<dyn KeyVerifier>,
+        events: Arc<dyn EventSink>,
         options: EngineOptions,
     ) -> Self {
         Engine {
             iam,
             verifier,
+            events,
             options,
         }
     }
@@ -134,13 +193,7 @@ impl Engine {
         let mut report = UserReport::new(&target.user, target.service.as_deref());
         report.stores = target.stores.iter().map(|s| s.location()).collect();
         match self.run(target, &mut report).await {
-            Ok(()) => {
-                report.outcome = if self.options.dry_run {
-                    Outcome::Planned
-                } else {
-                    Outcome::Rotated
-                };
-            }
+            Ok(outcome) => report.outcome = outcome,
             Err(err) => {
                 warn!(user = %target.user, "rotation failed: {err}");
                 report.outcome = Outcome::Failed;
@@ -151,87 +204,392 @@ impl Engine {
         report
     }
 
-    async fn run(&self, target: &Target, report: &mut UserReport) -> Result<(), RotateError> {
-        let user = target.user.as_str();
-        let keys = self.iam.list_keys(user).await?;
-        report.keys_before = keys.iter().map(KeyView::from).collect();
-
+    async fn observe(&self, target: &Target) -> Result<Observed, RotateError> {
+        let keys = self.iam.list_keys(&target.user).await?;
         let mut held = Vec::with_capacity(target.stores.len());
         for store in &target.stores {
             held.push(store.read().await?);
         }
-        let lagging = find_lagging(&keys, &held);
-        let held_ids: BTreeSet<String> = match &lagging {
-            Some(lag) => BTreeSet::from([lag.source.id.clone()]),
-            None => held
-                .iter()
-                .flatten()
-                .filter(|k| keys.iter().any(|m| m.id == k.id))
-                .map(|k| k.id.clone())
-                .collect(),
+        Ok(Observed { keys, held })
+    }
+
+    /// Whether this run would change anything for the user.
+    fn needs_work(&self, target: &Target, seen: &Observed) -> bool {
+        let held = seen.held_ids();
+        find_lagging(&seen.keys, &seen.held).is_some()
+            || !orphan_candidates(&seen.keys, &held).is_empty()
+            || self.is_due(target, seen)
+            || (target.policy.mode == Mode::Staged && seen.keys.len() > 1)
+    }
+
+    fn is_due(&self, target: &Target, seen: &Observed) -> bool {
+        let (Some(after), Some(current)) = (&target.policy.rotate_after, seen.current()) else {
+            return true;
         };
-        let plan = plan(&keys, &held_ids)?;
-        report.current_before = plan.current.clone();
-        report.last_before = plan.last.clone();
-        report.deleted = plan.delete.clone();
+        self.options.force || age(current) >= after.value
+    }
+
+    async fn run(&self, target: &Target, report: &mut UserReport) -> Result<Outcome, RotateError> {
+        let mut seen = self.observe(target).await?;
+        report.keys_before = seen.keys.iter().map(KeyView::from).collect();
+        report.current_before = seen.current().map(|k| k.id.clone());
+        if !self.needs_work(target, &seen) {
+            return Ok(Outcome::Fresh);
+        }
+        let Some(lock) = self.options.lock.as_ref().filter(|_| !self.options.dry_run) else {
+            return self.converge_and_rotate(target, &mut seen, report).await;
+        };
+        if let Err(holder) = lock::acquire(&*self.iam, &target.user, &lock.owner, lock.ttl).await? {
+            report.note = Some(format!(
+                "locked by {} until {}; that run rotates this user",
+                holder.owner,
+                humantime::format_rfc3339_seconds(holder.until)
+            ));
+            return Ok(Outcome::Busy);
+        }
+        // Another run may have finished between the first look and the lock.
+        let result = match self.observe(target).await {
+            Ok(mut seen) => self.converge_and_rotate(target, &mut seen, report).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = lock::release(&*self.iam, &target.user).await {
+            warn!(user = %target.user, "could not release the lock (it expires by itself): {e}");
+        }
+        result
+    }
+
+    async fn converge_and_rotate(
+        &self,
+        target: &Target,
+        seen: &mut Observed,
+        report: &mut UserReport,
+    ) -> Result<Outcome, RotateError> {
+        let ctx = WriteContext {
+            user: target.user.clone(),
+            service: target.service.clone(),
+            previous_key_id: seen.current().map(|k| k.id.clone()),
+            rotated_at: SystemTime::now(),
+        };
+        self.sync_lagging(target, seen, &ctx, report).await?;
+        self.delete_orphans(target, seen, report).await?;
+        report.current_before = seen.current().map(|k| k.id.clone());
+        report.last_before = seen
+            .keys
+            .iter()
+            .find(|k| Some(&k.id) != report.current_before.as_ref())
+            .map(|k| k.id.clone());
+        match target.policy.mode {
+            Mode::TwoKey => self.rotate_two_key(target, seen, &ctx, report).await,
+            Mode::Staged => self.rotate_staged(target, seen, &ctx, report).await,
+        }
+    }
+
+    /// Stores that hand out an older key than another store get the newest one first, so
+    /// nothing below retires a key some store still hands out.
+    async fn sync_lagging(
+        &self,
+        target: &Target,
+        seen: &mut Observed,
+        ctx: &WriteContext,
+        report: &mut UserReport,
+    ) -> Result<(), RotateError> {
+        let Some(lag) = find_lagging(&seen.keys, &seen.held) else {
+            return Ok(());
+        };
         if self.options.dry_run {
-            if let Some(lag) = &lagging {
-                report.synced = lag
-                    .stores
-                    .iter()
-                    .map(|&i| target.stores[i].location())
-                    .collect();
+            report.synced = lag
+                .stores
+                .iter()
+                .map(|&i| target.stores[i].location())
+                .collect();
+            for &i in &lag.stores {
+                seen.held[i] = Some(lag.source.clone());
             }
             return Ok(());
         }
-
-        let ctx = WriteContext {
-            user: user.to_string(),
-            service: target.service.clone(),
-            previous_key_id: plan.current.clone(),
-            rotated_at: SystemTime::now(),
-        };
-        if let Some(lag) = lagging {
-            // Nothing is retired on the strength of a key that has not been proven to work.
-            self.verify(&lag.source, user).await?;
-            for &i in &lag.stores {
-                info!(user, store = %target.stores[i].location(), key = %lag.source.id, "bringing a lagging store up to date");
-                target.stores[i].write(&lag.source, &ctx).await?;
-                target.stores[i].promote(&lag.source).await?;
-                held[i] = Some(lag.source.clone());
-                report.synced.push(target.stores[i].location());
+        // Nothing is retired on the strength of a key that has not been proven to work.
+        self.verify(target, &lag.source).await?;
+        for &i in &lag.stores {
+            let store = &target.stores[i];
+            info!(user = %target.user, store = %store.location(), key = %lag.source.id, "bringing a lagging store up to date");
+            let result = async {
+                store.write(&lag.source, ctx).await?;
+                store.promote(&lag.source).await
             }
+            .await;
+            self.emit(
+                target,
+                "store-sync",
+                Some(&lag.source.id),
+                Some(store.location()),
+                &result,
+            );
+            result?;
+            seen.held[i] = Some(lag.source.clone());
+            report.synced.push(store.location());
+        }
+        Ok(())
+    }
+
+    /// Keys created by an interrupted run (newer than every stored key, held by no store,
+    /// never used) are deleted: their secret is gone. A used one is someone's: stop.
+    async fn delete_orphans(
+        &self,
+        target: &Target,
+        seen: &mut Observed,
+        report: &mut UserReport,
+    ) -> Result<(), RotateError> {
+        let held = seen.held_ids();
+        for orphan in orphan_candidates(&seen.keys, &held) {
+            if let Some(usage) = self.iam.last_used(&orphan).await? {
+                return Err(RotateError::UnmanagedKeyInUse {
+                    key_id: orphan,
+                    usage: format!(
+                        "{} by {} in {}",
+                        humantime::format_rfc3339_seconds(usage.date),
+                        usage.service,
+                        usage.region
+                    ),
+                });
+            }
+            if !self.options.dry_run {
+                self.delete_key(target, &orphan, &held).await?;
+            }
+            report.actions.push(format!(
+                "deleted {orphan}: created by an interrupted run, never stored or used"
+            ));
+            seen.keys.retain(|k| k.id != orphan);
+        }
+        Ok(())
+    }
+
+    async fn rotate_two_key(
+        &self,
+        target: &Target,
+        seen: &Observed,
+        ctx: &WriteContext,
+        report: &mut UserReport,
+    ) -> Result<Outcome, RotateError> {
+        if !self.is_due(target, seen) {
+            return Ok(Outcome::Fresh);
+        }
+        let held = seen.held_ids();
+        let plan = plan(&seen.keys, &held)?;
+        report.deleted = plan.delete.clone();
+        if self.options.dry_run {
+            return Ok(Outcome::Planned);
         }
         if let Some(victim) = &plan.delete {
-            info!(user, key = %victim, "deleting key to make room");
-            match self.iam.delete_key(user, victim).await {
-                Err(e) if e.kind != AwsErrorKind::NotFound => return Err(e.into()),
-                _ => {}
+            info!(user = %target.user, key = %victim, "deleting key to make room");
+            self.delete_key(target, victim, &held).await?;
+        }
+        self.create_and_hand_off(target, seen, ctx, report).await
+    }
+
+    async fn rotate_staged(
+        &self,
+        target: &Target,
+        seen: &mut Observed,
+        ctx: &WriteContext,
+        report: &mut UserReport,
+    ) -> Result<Outcome, RotateError> {
+        let held = seen.held_ids();
+        let current = seen.current().cloned();
+        let old = seen
+            .keys
+            .iter()
+            .find(|k| Some(&k.id) != current.as_ref().map(|c| &c.id))
+            .cloned();
+        if let (Some(old), Some(new)) = (old, current) {
+            if held.contains(&old.id) {
+                return Err(PlanError::BothKeysInUse(old.id, new.id).into());
+            }
+            match self.retire_step(target, &old, &new, &held, report).await? {
+                Some(outcome) => return Ok(outcome),
+                None => seen.keys.retain(|k| k.id != old.id),
             }
         }
-        let (meta, new_key) = self.iam.create_key(user).await.map_err(|e| match e.kind {
+        if !self.is_due(target, seen) {
+            return Ok(Outcome::Fresh);
+        }
+        if self.options.dry_run {
+            return Ok(Outcome::Planned);
+        }
+        let outcome = self.create_and_hand_off(target, seen, ctx, report).await?;
+        if let Some(new) = &report.created {
+            let tag = format!("{VERIFIED_TAG}{new}");
+            self.iam
+                .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// One staged step for `old`; `None` when it was deleted (the slot is free).
+    async fn retire_step(
+        &self,
+        target: &Target,
+        old: &KeyMeta,
+        new: &KeyMeta,
+        held: &BTreeSet<String>,
+        report: &mut UserReport,
+    ) -> Result<Option<Outcome>, RotateError> {
+        let user = target.user.as_str();
+        let tags = self.iam.user_tags(user).await?;
+        let tag_of = |prefix: &str, id: &str| {
+            tags.get(&format!("{prefix}{id}"))
+                .and_then(|v| retire::parse_tag_time(v))
+        };
+        let old_use = self.iam.last_used(&old.id).await?;
+        let new_use = self.iam.last_used(&new.id).await?;
+        let facts = RetireFacts {
+            old,
+            new,
+            old_use: old_use.as_ref(),
+            new_use: new_use.as_ref(),
+            verified_at: tag_of(VERIFIED_TAG, &new.id),
+            deactivated_at: tag_of(DEACTIVATED_TAG, &old.id),
+            now: SystemTime::now(),
+        };
+        let decision = decide(&facts, &target.policy);
+        let dry = self.options.dry_run;
+        match decision {
+            Retirement::Deactivate => {
+                if !dry {
+                    self.deactivate_key(target, &old.id, held).await?;
+                }
+                report.actions.push(format!("deactivated {}", old.id));
+                Ok(Some(if dry {
+                    Outcome::Planned
+                } else {
+                    Outcome::Retiring
+                }))
+            }
+            Retirement::Delete => {
+                if !dry {
+                    self.delete_key(target, &old.id, held).await?;
+                    let stale = [
+                        format!("{DEACTIVATED_TAG}{}", old.id),
+                        format!("{VERIFIED_TAG}{}", old.id),
+                    ];
+                    self.iam.untag_user(user, &stale).await?;
+                }
+                report
+                    .actions
+                    .push(format!("deleted {} (grace over)", old.id));
+                report.deleted = Some(old.id.clone());
+                Ok(None)
+            }
+            Retirement::Wait(reason) => {
+                if !old.active && facts.deactivated_at.is_none() && !dry {
+                    // Deactivated by hand or by a run that died before tagging: the grace
+                    // period starts now.
+                    let tag = format!("{DEACTIVATED_TAG}{}", old.id);
+                    self.iam
+                        .tag_user(user, &tag, &retire::tag_time(facts.now))
+                        .await?;
+                }
+                report.note = Some(reason);
+                Ok(Some(Outcome::Retiring))
+            }
+            Retirement::Stuck(reason) => {
+                report.note = Some(reason);
+                Ok(Some(Outcome::Stuck))
+            }
+        }
+    }
+
+    /// Delete a key, refusing one that a store hands out (the rule that is never traded).
+    async fn delete_key(
+        &self,
+        target: &Target,
+        key_id: &str,
+        held: &BTreeSet<String>,
+    ) -> Result<(), RotateError> {
+        assert_not_held(key_id, held)?;
+        let result = match self.iam.delete_key(&target.user, key_id).await {
+            Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        self.emit(target, "delete-key", Some(key_id), None, &result);
+        Ok(result?)
+    }
+
+    async fn deactivate_key(
+        &self,
+        target: &Target,
+        key_id: &str,
+        held: &BTreeSet<String>,
+    ) -> Result<(), RotateError> {
+        assert_not_held(key_id, held)?;
+        let result = self.iam.set_key_active(&target.user, key_id, false).await;
+        self.emit(target, "deactivate-key", Some(key_id), None, &result);
+        result?;
+        let tag = format!("{DEACTIVATED_TAG}{key_id}");
+        self.iam
+            .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+            .await?;
+        Ok(())
+    }
+
+    async fn create_and_hand_off(
+        &self,
+        target: &Target,
+        seen: &Observed,
+        ctx: &WriteContext,
+        report: &mut UserReport,
+    ) -> Result<Outcome, RotateError> {
+        let created = self.iam.create_key(&target.user).await.map_err(|e| match e.kind {
+            // Two runs on one user: IAM's two-key limit stops the second one here.
             AwsErrorKind::LimitExceeded => AwsError {
                 message: format!(
-                    "{}; another rotation of this user may be running: wait for it and run again",
+                    "{}; another rotation of this user is probably running: let it finish, then run again",
                     e.message
                 ),
                 ..e
             },
             _ => e,
-        })?;
-        info!(user, key = %meta.id, "created new key");
+        });
+        self.emit(
+            target,
+            "create-key",
+            created.as_ref().ok().map(|(m, _)| m.id.as_str()),
+            None,
+            &created,
+        );
+        let (meta, new_key) = created?;
+        info!(user = %target.user, key = %meta.id, "created new key");
         report.created = Some(meta.id.clone());
+        fail::fail_point!("after-create", |_| crate::failpoints::crash());
 
         let mut written = 0;
         let handed_off: Result<(), RotateError> = async {
             for store in &target.stores {
                 written += 1;
-                store.write(&new_key, &ctx).await?;
-                debug!(user, store = %store.location(), "stored new key");
+                let result = store.write(&new_key, ctx).await;
+                self.emit(
+                    target,
+                    "store-write",
+                    Some(&new_key.id),
+                    Some(store.location()),
+                    &result,
+                );
+                result?;
+                debug!(user = %target.user, store = %store.location(), "stored new key");
+                fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
-            self.verify(&new_key, user).await?;
+            self.verify(target, &new_key).await?;
+            fail::fail_point!("after-verify", |_| crate::failpoints::crash());
             for store in &target.stores {
-                store.promote(&new_key).await?;
+                let result = store.promote(&new_key).await;
+                self.emit(
+                    target,
+                    "store-promote",
+                    Some(&new_key.id),
+                    Some(store.location()),
+                    &result,
+                );
+                result?;
             }
             Ok(())
         }
@@ -239,10 +597,10 @@ impl Engine {
         match handed_off {
             Ok(()) => {
                 report.new_key = Some(new_key);
-                Ok(())
+                Ok(Outcome::Rotated)
             }
             Err(cause) => Err(self
-                .undo(target, &new_key, &held[..written], &ctx, cause)
+                .undo(target, &new_key, &seen.held[..written], ctx, cause)
                 .await),
         }
     }
@@ -258,7 +616,15 @@ impl Engine {
     ) -> RotateError {
         let mut problems = Vec::new();
         for (store, prev) in target.stores.iter().zip(previous).rev() {
-            if let Err(e) = store.restore(prev.as_ref(), ctx).await {
+            let result = store.restore(prev.as_ref(), ctx).await;
+            self.emit(
+                target,
+                "store-restore",
+                prev.as_ref().map(|k| k.id.as_str()),
+                Some(store.location()),
+                &result,
+            );
+            if let Err(e) = result {
                 problems.push(e.to_string());
             }
         }
@@ -269,7 +635,7 @@ impl Engine {
                 problems.join("; ")
             )
         } else {
-            match self.iam.delete_key(&target.user, &new_key.id).await {
+            match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
                 Ok(()) => format!(
                     "rolled back: stores restored, new key {} deleted, old keys untouched",
                     new_key.id
@@ -286,8 +652,14 @@ impl Engine {
         }
     }
 
-    /// Prove `key` works and belongs to `user`, retrying while IAM propagates it.
-    async fn verify(&self, key: &AccessKey, user: &str) -> Result<(), RotateError> {
+    /// Prove `key` works and belongs to the user, retrying while IAM propagates it.
+    async fn verify(&self, target: &Target, key: &AccessKey) -> Result<(), RotateError> {
+        let result = self.verify_with_retries(&target.user, key).await;
+        self.emit(target, "verify-key", Some(&key.id), None, &result);
+        result
+    }
+
+    async fn verify_with_retries(&self, user: &str, key: &AccessKey) -> Result<(), RotateError> {
         let deadline = Instant::now() + self.options.verify_timeout;
         let mut delay = Duration::from_millis(250);
         loop {
@@ -314,6 +686,39 @@ impl Engine {
             }
         }
     }
+
+    fn emit<T, E: std::fmt::Display>(
+        &self,
+        target: &Target,
+        action: &'static str,
+        key_id: Option<&str>,
+        store: Option<String>,
+        result: &Result<T, E>,
+    ) {
+        self.events.record(Event {
+            user: target.user.clone(),
+            service: target.service.clone(),
+            action,
+            key_id: key_id.map(str::to_string),
+            store,
+            outcome: if result.is_ok() { "ok" } else { "failed" },
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+    }
+}
+
+fn assert_not_held(key_id: &str, held: &BTreeSet<String>) -> Result<(), RotateError> {
+    if held.contains(key_id) {
+        // Unreachable by construction; a guard so that no future change can break the rule.
+        return Err(PlanError::BothKeysInUse(key_id.to_string(), "a store".to_string()).into());
+    }
+    Ok(())
+}
+
+fn age(key: &KeyMeta) -> Duration {
+    SystemTime::now()
+        .duration_since(key.created)
+        .unwrap_or_default()
 }
 
 /// The user name at the end of an IAM user ARN (`arn:aws:iam::1:user/path/name`).
@@ -321,6 +726,23 @@ fn arn_user_name(arn: &str) -> Option<&str> {
     let resource = arn.splitn(6, ':').nth(5)?;
     let path = resource.strip_prefix("user/")?;
     path.rsplit('/').next()
+}
+
+/// Keys that no store holds and that are newer than every key a store holds: what a run
+/// killed between CreateAccessKey and the store write leaves behind.
+fn orphan_candidates(keys: &[KeyMeta], held: &BTreeSet<String>) -> Vec<String> {
+    let Some(newest_held) = keys
+        .iter()
+        .filter(|k| held.contains(&k.id))
+        .map(|k| k.created)
+        .max()
+    else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter(|k| !held.contains(&k.id) && k.created > newest_held)
+        .map(|k| k.id.clone())
+        .collect()
 }
 
 /// The stores to bring up to date: when stores disagree, the newest key that some store

@@ -1,10 +1,16 @@
-//! The rotation engine: CURRENT/LAST planning and its safe execution against IAM and the
-//! stores. It knows nothing of the command line or the terminal.
+//! The rotation engine: CURRENT/LAST planning, staged retirement, and their safe execution
+//! against IAM and the stores. It knows nothing of the command line or the terminal.
 
 mod engine;
+mod events;
+mod lock;
 mod plan;
 mod report;
+mod retire;
 
-pub use engine::{Engine, EngineOptions, RotateError, Target};
+pub use engine::{Engine, EngineOptions, LockOptions, RotateError, Target};
+pub use events::{DiscardEvents, Event, EventSink};
+pub use lock::LOCK_TAG;
 pub use plan::{plan, Plan, PlanError, MAX_KEYS};
 pub use report::{KeyView, Outcome, UserReport};
+pub use retire::{DEACTIVATED_TAG, VERIFIED_TAG};

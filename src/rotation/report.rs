@@ -12,6 +12,14 @@ use std::time::SystemTime;
 pub enum Outcome {
     /// A new key was created, stored and verified.
     Rotated,
+    /// CURRENT is younger than `rotate_after`: nothing to do.
+    Fresh,
+    /// Staged retirement is under way (old key deactivated, or waiting for it to go quiet).
+    Retiring,
+    /// Staged retirement waited longer than `max_wait`; the note says who uses the old key.
+    Stuck,
+    /// Another credrot run holds the user's lock and rotates it.
+    Busy,
     /// `--dry-run`: the plan only.
     Planned,
     /// Something failed; the error says what and what was undone.
@@ -23,6 +31,10 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Rotated => "rotated",
+            Outcome::Fresh => "fresh",
+            Outcome::Retiring => "retiring",
+            Outcome::Stuck => "stuck",
+            Outcome::Busy => "busy",
             Outcome::Planned => "planned",
             Outcome::Failed => "failed",
         }
@@ -73,6 +85,12 @@ pub struct UserReport {
     /// Stores that lagged behind and were brought up to date first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synced: Vec<String>,
+    /// Other actions: orphans deleted, staged deactivations and deletions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Why a user is waiting, stuck or busy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
     /// What failed and what was undone.
@@ -98,6 +116,8 @@ impl UserReport {
             created: None,
             stores: Vec::new(),
             synced: Vec::new(),
+            actions: Vec::new(),
+            note: None,
             outcome: Outcome::Failed,
             error: None,
             finished_at: String::new(),

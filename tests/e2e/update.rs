@@ -4,9 +4,6 @@ use crate::harness::{key_of, mode_of, read_json, Key, Moto};
 use std::path::Path;
 
 const SERVICE_TOML: &str = r#"
-[defaults]
-max_age = "30d"
-
 [services.postgresql]
 description = "PostgreSQL S3 backups"
 iam_user = "postgresql-backup"
@@ -57,7 +54,7 @@ fn list_and_show_print_the_configuration_without_aws() {
         .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     assert!(
-        text.contains("postgresql") && text.contains("postgresql-backup") && text.contains("30d"),
+        text.contains("postgresql") && text.contains("postgresql-backup"),
         "{text}"
     );
 
