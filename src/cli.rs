@@ -108,6 +108,9 @@ pub struct RotationArgs {
     /// Do not take the per-user lock (only when no other credrot run can touch these users)
     #[arg(long)]
     pub no_lock: bool,
+    /// How long a user's lock lasts if this run dies holding it
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
     /// Also write the new keys to FILE as {"user": {"AccessKeyId", "SecretAccessKey"}} (mode 0600)
     #[arg(short = 'o', long, value_name = "FILE")]
     pub outfile: Option<PathBuf>,

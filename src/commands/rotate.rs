@@ -209,7 +209,7 @@ impl<'a> Job<'a> {
                 verify_timeout: self.args.verify_timeout,
                 lock: (!self.args.no_lock).then(|| LockOptions {
                     owner: run_id(),
-                    ttl: LOCK_TTL,
+                    ttl: self.args.lock_ttl,
                 }),
             },
         );
@@ -261,9 +261,6 @@ impl<'a> Job<'a> {
         Ok(())
     }
 }
-
-/// How long a user's lock outlives a run that died holding it.
-const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// This run's identity in lock tags: host-independent, unique enough across runs.
 fn run_id() -> String {

@@ -381,7 +381,9 @@ impl Engine {
         }
         if let Some(victim) = &plan.delete {
             info!(user = %target.user, key = %victim, "deleting key to make room");
+            fail::fail_point!("before-delete", |_| crate::failpoints::crash());
             self.delete_key(target, victim, &held).await?;
+            fail::fail_point!("after-delete", |_| crate::failpoints::crash());
         }
         self.create_and_hand_off(target, seen, ctx, report).await
     }

@@ -13,10 +13,11 @@ pub const VERIFIED_TAG: &str = "credrot:verified:";
 /// Tag prefix: when credrot deactivated a key (`credrot:deactivated:<key id>`).
 pub const DEACTIVATED_TAG: &str = "credrot:deactivated:";
 
-/// The tag value for `time`.
+/// The tag value for `time`, in whole seconds rounded up: IAM reports last use in whole
+/// seconds, so credrot's own verification in the same second must not look later than it.
 pub fn tag_time(time: SystemTime) -> String {
     time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
         .unwrap_or(0)
         .to_string()
 }

@@ -210,7 +210,12 @@ impl Moto {
     /// The credrot binary, run in `dir`, signing as the admin against this server, with no
     /// ambient AWS configuration of the machine leaking in.
     pub fn credrot(&self, dir: &Path) -> Command {
-        let mut cmd = credrot_command(dir);
+        Command::from_std(self.credrot_process(dir))
+    }
+
+    /// The same as [`Moto::credrot`], as a plain process to spawn in the background.
+    pub fn credrot_process(&self, dir: &Path) -> std::process::Command {
+        let mut cmd = credrot_process(dir);
         cmd.env("AWS_ACCESS_KEY_ID", &self.admin.id)
             .env("AWS_SECRET_ACCESS_KEY", &self.admin.secret)
             .env("AWS_ENDPOINT_URL", &self.endpoint);
@@ -220,7 +225,12 @@ impl Moto {
 
 /// The credrot binary in `dir` with a clean AWS environment and no credentials.
 pub fn credrot_command(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credrot"));
+    Command::from_std(credrot_process(dir))
+}
+
+/// [`credrot_command`] as a plain process.
+pub fn credrot_process(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_credrot"));
     cmd.current_dir(dir);
     for var in [
         "AWS_ACCESS_KEY_ID",

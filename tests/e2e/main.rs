@@ -3,7 +3,11 @@
 
 mod harness;
 
+mod concurrency;
 mod config_errors;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod rotate_path;
 mod schedule;
+mod staged;
 mod update;
