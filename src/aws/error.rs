@@ -96,6 +96,14 @@ impl AwsError {
         }
     }
 
+    /// Whether trying again later may succeed (throttling, an unreachable endpoint).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            AwsErrorKind::Throttled | AwsErrorKind::Unreachable
+        )
+    }
+
     /// Whether the failure means the signing key was not (yet) accepted.
     pub fn is_unauthenticated(&self) -> bool {
         self.kind == AwsErrorKind::Unauthenticated

@@ -14,7 +14,7 @@
 
 use super::events::{Event, EventSink};
 use super::lock;
-use super::plan::{plan, PlanError};
+use super::plan::{plan, PlanError, MAX_KEYS};
 use super::report::{KeyView, Outcome, UserReport};
 use super::retire::{self, decide, RetireFacts, Retirement, DEACTIVATED_TAG, VERIFIED_TAG};
 use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyVerifier};
@@ -264,6 +264,10 @@ impl Engine {
         seen: &mut Observed,
         report: &mut UserReport,
     ) -> Result<Outcome, RotateError> {
+        if seen.keys.len() > MAX_KEYS {
+            // Not a state IAM allows: touch nothing and let a person look.
+            return Err(PlanError::TooManyKeys(seen.keys.len()).into());
+        }
         let ctx = WriteContext {
             user: target.user.clone(),
             service: target.service.clone(),
@@ -358,6 +362,7 @@ impl Engine {
             report.actions.push(format!(
                 "deleted {orphan}: created by an interrupted run, never stored or used"
             ));
+            report.deleted = Some(orphan.clone());
             seen.keys.retain(|k| k.id != orphan);
         }
         Ok(())
@@ -375,14 +380,16 @@ impl Engine {
         }
         let held = seen.held_ids();
         let plan = plan(&seen.keys, &held)?;
-        report.deleted = plan.delete.clone();
         if self.options.dry_run {
+            report.deleted = plan.delete.clone();
             return Ok(Outcome::Planned);
         }
         if let Some(victim) = &plan.delete {
             info!(user = %target.user, key = %victim, "deleting key to make room");
             fail::fail_point!("before-delete", |_| crate::failpoints::crash());
             self.delete_key(target, victim, &held).await?;
+            // Recorded only once done, so a failed run never claims a deletion.
+            report.deleted = Some(victim.clone());
             fail::fail_point!("after-delete", |_| crate::failpoints::crash());
         }
         self.create_and_hand_off(target, seen, ctx, report).await
@@ -674,8 +681,11 @@ impl Engine {
                         user: user.to_string(),
                     })
                 }
-                Err(e) if e.is_unauthenticated() && Instant::now() + delay < deadline => {
-                    debug!(user, key = %key.id, "new key not accepted yet; retrying in {delay:?}");
+                Err(e)
+                    if (e.is_unauthenticated() || e.is_transient())
+                        && Instant::now() + delay < deadline =>
+                {
+                    debug!(user, key = %key.id, "key not accepted yet ({e}); retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
@@ -730,8 +740,9 @@ fn arn_user_name(arn: &str) -> Option<&str> {
     path.rsplit('/').next()
 }
 
-/// Keys that no store holds and that are newer than every key a store holds: what a run
-/// killed between CreateAccessKey and the store write leaves behind.
+/// Active keys that no store holds and that are newer than every key a store holds: what a
+/// run killed between CreateAccessKey and the store write leaves behind (IAM creates keys
+/// Active; an Inactive key was put in that state on purpose).
 fn orphan_candidates(keys: &[KeyMeta], held: &BTreeSet<String>) -> Vec<String> {
     let Some(newest_held) = keys
         .iter()
@@ -742,7 +753,7 @@ fn orphan_candidates(keys: &[KeyMeta], held: &BTreeSet<String>) -> Vec<String> {
         return Vec::new();
     };
     keys.iter()
-        .filter(|k| !held.contains(&k.id) && k.created > newest_held)
+        .filter(|k| k.active && !held.contains(&k.id) && k.created > newest_held)
         .map(|k| k.id.clone())
         .collect()
 }

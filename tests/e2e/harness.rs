@@ -262,6 +262,79 @@ impl Drop for Moto {
     }
 }
 
+/// The fault-injecting proxy (tests/support/fault_proxy.py) in front of an emulator.
+pub struct FaultProxy {
+    child: Child,
+    port: u16,
+    pub endpoint: String,
+}
+
+impl FaultProxy {
+    /// Start the proxy in front of `upstream`, failing `fault_rate` of the requests.
+    pub fn start(upstream: &str, fault_rate: f64, extra: &[&str]) -> FaultProxy {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/fault_proxy.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .args(["--upstream", upstream, "--port", &port.to_string()])
+            .args(["--fault-rate", &fault_rate.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the fault proxy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the fault proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FaultProxy {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The proxy's counters (requests, forwarded, faults by kind).
+    pub fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        conn.write_all(b"GET /__proxy/stats HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        serde_json::from_str(body).unwrap()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The user's keys as (id, active, created), oldest first.
+pub fn keys_by_age(moto: &Moto, user: &str) -> Vec<(String, bool, std::time::SystemTime)> {
+    let out = moto
+        .rt
+        .block_on(moto.iam().list_access_keys().user_name(user).send())
+        .unwrap();
+    let mut keys: Vec<_> = out
+        .access_key_metadata()
+        .iter()
+        .map(|k| {
+            (
+                k.access_key_id().unwrap().to_string(),
+                k.status() == Some(&StatusType::Active),
+                std::time::SystemTime::try_from(*k.create_date().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    keys.sort_by_key(|k| k.2);
+    keys
+}
+
 /// A loopback port that records whether anything connected: proof that no AWS call was made.
 pub struct Tripwire {
     listener: TcpListener,

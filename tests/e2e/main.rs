@@ -7,6 +7,7 @@ mod concurrency;
 mod config_errors;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod faults;
 mod rotate_path;
 mod schedule;
 mod staged;

@@ -1,0 +1,98 @@
+//! The fault-injection suite: rotations through a proxy that fails 15% of the requests
+//! (HTTP 500, Throttling, connection resets before and after the emulator did the work).
+//! After the runs and one clean run, every user must hold a working key that its store hands
+//! out, at most two keys, and no key newer than the stored one (an orphan).
+
+use crate::harness::{key_of, keys_by_age, read_json, FaultProxy, Moto};
+
+const PATH: &str = "/Faulty/";
+const USERS: usize = 40;
+const MIN_ROTATIONS: u64 = 200;
+
+#[test]
+fn two_hundred_rotations_under_injected_faults_keep_every_invariant() {
+    let moto = Moto::start();
+    let users: Vec<String> = (0..USERS).map(|i| format!("faulty-{i:02}")).collect();
+    for (i, user) in users.iter().enumerate() {
+        moto.create_user(user, PATH);
+        for _ in 0..(i % 3) {
+            moto.create_key(user, true);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[paths.Faulty]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
+    )
+    .unwrap();
+    let proxy = FaultProxy::start(&moto.endpoint, 0.15, &["--seed", "7"]);
+
+    let (mut rotations, mut failed_users, mut runs) = (0u64, 0u64, 0);
+    while rotations < MIN_ROTATIONS {
+        runs += 1;
+        assert!(
+            runs <= 12,
+            "too few rotations succeed under faults: {rotations} after {runs} runs"
+        );
+        let out = moto
+            .credrot_process(dir.path())
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .args([
+                "--output",
+                "json",
+                "rotate",
+                "--path",
+                PATH,
+                "--lock-ttl",
+                "30s",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "credrot crashed: {out:?}"
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no summary: {}", String::from_utf8_lossy(&out.stderr)));
+        rotations += summary["rotated"].as_u64().unwrap();
+        failed_users += summary["failed"].as_u64().unwrap();
+    }
+
+    // One clean run converges whatever the faults left behind.
+    moto.credrot(dir.path())
+        .args(["rotate", "--path", PATH])
+        .assert()
+        .success();
+    let mut violations = Vec::new();
+    for user in &users {
+        let stored = key_of(&read_json(&dir.path().join(format!("keys/{user}.json"))));
+        let keys = keys_by_age(&moto, user);
+        if moto
+            .whoami(&stored)
+            .map(|arn| arn.ends_with(&format!("/{user}")))
+            != Some(true)
+        {
+            violations.push(format!("{user}: the stored key does not work"));
+        }
+        if keys.len() > 2 {
+            violations.push(format!("{user}: {} keys", keys.len()));
+        }
+        match keys.iter().position(|k| k.0 == stored.id) {
+            None => violations.push(format!("{user}: the stored key is not in IAM")),
+            Some(i) if i + 1 != keys.len() => violations.push(format!(
+                "{user}: a key newer than the stored one is orphaned"
+            )),
+            Some(_) => {}
+        }
+    }
+    let stats = proxy.stats();
+    println!(
+        "fault suite: {runs} runs, {rotations} rotations, {failed_users} user failures reported, {} requests, {} faults injected ({} 500s, {} throttled, {} resets before, {} resets after), {} SDK retries or more, {} invariant violations",
+        stats["requests"], stats["faults"], stats["error_500"], stats["throttled"], stats["reset_before"], stats["reset_after"], stats["faults"], violations.len()
+    );
+    assert!(
+        stats["faults"].as_u64().unwrap() * 100 >= stats["requests"].as_u64().unwrap() * 10,
+        "{stats}"
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+}

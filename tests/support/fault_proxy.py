@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""An HTTP proxy for credrot's tests and benchmark: it sits between credrot and the moto
+emulator and injects faults at a set rate (HTTP 500, AWS Throttling errors, connection
+resets before or after the request reached the emulator), adds latency, and can throttle
+above a request rate, as real AWS endpoints do.
+
+GET /__proxy/stats returns the counts as JSON. The proxy prints "listening on PORT" once it
+accepts connections.
+"""
+
+import argparse
+import http.client
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {"requests": 0, "forwarded": 0, "error_500": 0, "throttled": 0,
+                       "reset_before": 0, "reset_after": 0, "rate_limited": 0}
+
+    def bump(self, name):
+        with self.lock:
+            self.counts[name] += 1
+
+    def snapshot(self):
+        with self.lock:
+            counts = dict(self.counts)
+        counts["faults"] = sum(counts[k] for k in
+                               ("error_500", "throttled", "reset_before", "reset_after", "rate_limited"))
+        return counts
+
+
+class RateLimiter:
+    """A token bucket: above `rate` requests per second, requests are throttled."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def allow(self):
+        if self.rate <= 0:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+def make_handler(args, stats, limiter, rng, rng_lock):
+    upstream = urlparse(args.upstream)
+    local = threading.local()
+
+    def upstream_connection():
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            local.conn = conn
+        return conn
+
+    def draw():
+        with rng_lock:
+            return rng.random(), rng.random()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def reset(self):
+            # SO_LINGER 0 makes close() send a TCP RST: the client sees a reset connection.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
+        def reply(self, status, body, content_type, extra=None):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (extra or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def aws_error(self, status, code, message):
+            if "json" in (self.headers.get("Content-Type") or ""):
+                body = json.dumps({"__type": code, "message": message})
+                self.reply(status, body, "application/x-amz-json-1.1", {"x-amzn-ErrorType": code})
+            else:
+                body = ("<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message>"
+                        "</Error><RequestId>fault-proxy</RequestId></ErrorResponse>" % (code, message))
+                self.reply(status, body, "text/xml")
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path == "/__proxy/stats":
+                self.reply(200, json.dumps(stats.snapshot()), "application/json")
+                return
+            stats.bump("requests")
+            if args.latency_ms:
+                time.sleep(args.latency_ms / 1000.0)
+            if not limiter.allow():
+                stats.bump("rate_limited")
+                self.aws_error(400, "Throttling", "Rate exceeded")
+                return
+            roll, kind = draw()
+            fault = roll < args.fault_rate
+            if fault and kind < 0.3:
+                stats.bump("error_500")
+                self.aws_error(500, "InternalFailure", "injected by fault proxy")
+                return
+            if fault and kind < 0.6:
+                stats.bump("throttled")
+                self.aws_error(400, "Throttling", "Rate exceeded (injected)")
+                return
+            if fault and kind < 0.8:
+                stats.bump("reset_before")
+                self.reset()
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers["Host"] = self.headers.get("Host", "")
+            conn = upstream_connection()
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException):
+                local.conn = None
+                conn.close()
+                self.aws_error(502, "InternalFailure", "upstream failed")
+                return
+            stats.bump("forwarded")
+            if fault:
+                # The emulator did the work, but the answer is lost on the way back: the
+                # hardest case for a client that must not orphan what it created.
+                stats.bump("reset_after")
+                self.reset()
+                return
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in HOP_BY_HOP:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+    return Handler
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--upstream", required=True, help="the emulator, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    parser.add_argument("--max-rps", type=float, default=0.0, help="throttle above this rate (0: off)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    stats = Stats()
+    handler = make_handler(args, stats, RateLimiter(args.max_rps), random.Random(args.seed), threading.Lock())
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    server.daemon_threads = True
+    print("listening on %d" % server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
