@@ -1,5 +1,6 @@
 //! Human diagnostics go to stderr through `tracing`; stdout is for data only.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the stderr subscriber. `RUST_LOG` wins; otherwise -v/-q pick the level of
@@ -14,10 +15,13 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,credrot={level}")));
+        // aws-config warns about missing optional config files and IMDS; credrot falls back
+        // on its own and says so when it matters.
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,aws_config=error,credrot={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

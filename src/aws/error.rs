@@ -2,7 +2,7 @@
 //! a permission problem, or to treat a missing object as already gone.
 
 use aws_sdk_iam::config::http::HttpResponse;
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 /// What kind of failure an AWS call had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +63,14 @@ impl AwsError {
                 AwsErrorKind::Unreachable,
                 format!(
                     "cannot reach the AWS endpoint ({}); check --endpoint-url, AWS_ENDPOINT_URL and the network",
-                    DisplayErrorContext(&err)
+                    root_cause(&err)
                 ),
             ),
             SdkError::ConstructionFailure(_) => (
                 AwsErrorKind::Setup,
                 format!(
                     "{}; check that AWS credentials and a region are configured (--profile, AWS_PROFILE, AWS_ACCESS_KEY_ID, --region)",
-                    DisplayErrorContext(&err)
+                    root_cause(&err)
                 ),
             ),
             _ => {
@@ -108,6 +108,15 @@ impl AwsError {
     pub fn is_unauthenticated(&self) -> bool {
         self.kind == AwsErrorKind::Unauthenticated
     }
+}
+
+/// The innermost error's message: the SDK's wrappers repeat themselves, the root says why.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
 
 /// The text of `<name>...</name>` in an XML error body.

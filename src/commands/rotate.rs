@@ -128,6 +128,10 @@ impl<'a> Job<'a> {
         let outfile = match &args.outfile {
             Some(path) => {
                 let file = Outfile::open(path).map_err(|e| Error::Usage(e.to_string()))?;
+                if !args.dry_run {
+                    file.create_if_missing()
+                        .map_err(|e| Error::Usage(e.to_string()))?;
+                }
                 Some(file)
             }
             None => None,
@@ -192,13 +196,6 @@ impl<'a> Job<'a> {
         concurrency: usize,
     ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
-        if let (Some(file), false) = (&self.outfile, dry_run) {
-            // Creating the (empty) document now proves the path is writable before IAM is
-            // touched, and leaves a valid document even if nothing gets rotated.
-            file.finish()
-                .await
-                .map_err(|e| Error::Usage(e.to_string()))?;
-        }
         let engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),

@@ -57,6 +57,9 @@ pub enum RotateError {
         /// Who it should be.
         user: String,
     },
+    /// The IAM user does not exist.
+    #[error("IAM user '{0}' does not exist; check iam_user in services.toml (or create the user) and run again")]
+    NoSuchUser(String),
     /// A key no store hands out is in use: someone holds a copy credrot does not manage.
     #[error("key {key_id} is handed out by no store but was used ({usage}); credrot leaves it alone: find its user, then delete it or put it in a store")]
     UnmanagedKeyInUse {
@@ -205,7 +208,14 @@ impl Engine {
     }
 
     async fn observe(&self, target: &Target) -> Result<Observed, RotateError> {
-        let keys = self.iam.list_keys(&target.user).await?;
+        let keys = self
+            .iam
+            .list_keys(&target.user)
+            .await
+            .map_err(|e| match e.kind {
+                AwsErrorKind::NotFound => RotateError::NoSuchUser(target.user.clone()),
+                _ => e.into(),
+            })?;
         let mut held = Vec::with_capacity(target.stores.len());
         for store in &target.stores {
             held.push(store.read().await?);

@@ -160,14 +160,19 @@ impl Outfile {
         Ok(())
     }
 
-    /// Make sure the file exists, even when no user was rotated, so pipelines that read it
-    /// always find a document; run before the rotation, it also proves the path writable.
-    pub async fn finish(&self) -> Result<(), StoreError> {
-        let mut persisted = self.persisted.lock().await;
+    /// Create the (empty) document if the file does not exist yet. Done before any AWS call,
+    /// it proves the path writable, and pipelines that read the file always find a document
+    /// even when no user gets rotated.
+    pub fn create_if_missing(&self) -> Result<(), StoreError> {
         if self.path.exists() {
             return Ok(());
         }
-        self.write_snapshot(&mut persisted, "write").await
+        let bytes = Self::render(&self.entries.lock().expect("outfile lock"));
+        write_private_atomic(&self.path, &bytes).map_err(|e| StoreError {
+            store: self.location(),
+            action: "create",
+            reason: format!("{e}; choose a writable -o path"),
+        })
     }
 }
 
@@ -243,10 +248,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn finish_writes_an_empty_document() {
+    async fn create_if_missing_writes_an_empty_document() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        Outfile::open(&path).unwrap().finish().await.unwrap();
+        Outfile::open(&path).unwrap().create_if_missing().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "{}");
     }
 }

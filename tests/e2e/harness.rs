@@ -166,6 +166,22 @@ impl Moto {
         })
     }
 
+    /// A user with `policy` as its only permissions and a key, to run credrot as.
+    pub fn create_identity(&self, name: &str, policy: &str) -> Key {
+        self.create_user(name, "/");
+        self.rt
+            .block_on(
+                self.iam()
+                    .put_user_policy()
+                    .user_name(name)
+                    .policy_name("only")
+                    .policy_document(policy)
+                    .send(),
+            )
+            .unwrap();
+        self.create_key(name, true)
+    }
+
     /// The user's keys as (id, active), sorted by id.
     pub fn keys(&self, user: &str) -> Vec<(String, bool)> {
         let out = self

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bad_input;
 mod concurrency;
 mod config_errors;
 #[cfg(feature = "failpoints")]
