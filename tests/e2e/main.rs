@@ -12,4 +12,5 @@ mod faults;
 mod rotate_path;
 mod schedule;
 mod staged;
+mod throttling;
 mod update;
