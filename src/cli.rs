@@ -94,7 +94,18 @@ pub enum Command {
         #[command(flatten)]
         rotation: RotationArgs,
     },
+    /// Print a shell completion script (e.g. credrot completions bash > /etc/bash_completion.d/credrot)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff; e.g. credrot man > credrot.1)
+    Man,
 }
+
+/// Shells `credrot completions` writes scripts for.
+pub use clap_complete::Shell;
 
 /// Options of `update` and `rotate`.
 #[derive(Debug, Args)]

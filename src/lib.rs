@@ -17,6 +17,7 @@ pub mod output;
 pub mod policy;
 pub mod rotation;
 pub mod secret;
+pub mod status;
 pub mod store;
 
 use clap::Parser;

@@ -32,6 +32,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config = load_config(global, true)?;
             rotate::update(&config, service, global, rotation)
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                *shell,
+                &mut command,
+                "credrot",
+                &mut std::io::stdout().lock(),
+            );
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Rotate {
             path,
             concurrency,

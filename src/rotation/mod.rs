@@ -13,4 +13,7 @@ pub use events::{DiscardEvents, Event, EventSink};
 pub use lock::LOCK_TAG;
 pub use plan::{plan, Plan, PlanError, MAX_KEYS};
 pub use report::{KeyView, Outcome, UserReport};
-pub use retire::{DEACTIVATED_TAG, VERIFIED_TAG};
+pub use retire::{
+    decide as decide_retirement, parse_tag_time, RetireFacts, Retirement, DEACTIVATED_TAG,
+    VERIFIED_TAG,
+};

@@ -1,0 +1,330 @@
+//! `credrot status`: what an auditor would ask about each user's keys, computed without
+//! changing anything: age, last use, which store hands out which key, and a verdict.
+
+use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyUse};
+use crate::policy::Mode;
+use crate::rotation::{
+    decide_retirement, RetireFacts, Retirement, Target, DEACTIVATED_TAG, VERIFIED_TAG,
+};
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+
+/// How a user's keys stand, from best to worst; `--fail-on V` trips at V or worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Nothing to do.
+    Ok,
+    /// CURRENT has not been used for the unused threshold.
+    Unused,
+    /// CURRENT is past `rotate_after`: the next run rotates it.
+    Due,
+    /// A key is past `max_age`.
+    Overdue,
+    /// Staged retirement waits on an old key that is still in use, past `max_wait`.
+    Stuck,
+    /// A store hands out a key that is not CURRENT, or holds none.
+    Drift,
+    /// The user's state could not be read.
+    Error,
+}
+
+/// When and where a key was last used.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastUse {
+    /// RFC 3339.
+    pub date: String,
+    /// The AWS service it called.
+    pub service: String,
+    /// The region.
+    pub region: String,
+}
+
+/// One key of the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// The access key id.
+    pub id: String,
+    /// `CURRENT` or `LAST`.
+    pub role: &'static str,
+    /// `Active` or `Inactive`.
+    pub status: &'static str,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Whole days since creation.
+    pub age_days: u64,
+    /// Its last use, if any.
+    pub last_used: Option<LastUse>,
+    /// The stores that hand this key out.
+    pub held_by: Vec<String>,
+}
+
+/// What one store hands out.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    /// The store's location.
+    pub store: String,
+    /// The key id it hands out, if any.
+    pub key_id: Option<String>,
+}
+
+/// The status of one IAM user.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserStatus {
+    /// The IAM user.
+    pub user: String,
+    /// The service, when the user belongs to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Its keys, CURRENT first.
+    pub keys: Vec<KeyStatus>,
+    /// What each store hands out.
+    pub stores: Vec<StoreStatus>,
+    /// The worst verdict that applies.
+    pub verdict: Verdict,
+    /// Why, one line per finding.
+    pub reasons: Vec<String>,
+}
+
+/// Status thresholds that are not part of the rotation policy.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusOptions {
+    /// CURRENT unused for this long is reported `unused`.
+    pub unused_after: Duration,
+}
+
+fn days(d: Duration) -> u64 {
+    d.as_secs() / 86_400
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Read one user's keys and stores and judge them.
+pub async fn user_status(iam: &dyn IamApi, target: &Target, options: StatusOptions) -> UserStatus {
+    let mut status = UserStatus {
+        user: target.user.clone(),
+        service: target.service.clone(),
+        keys: Vec::new(),
+        stores: Vec::new(),
+        verdict: Verdict::Ok,
+        reasons: Vec::new(),
+    };
+    if let Err(reason) = fill(iam, target, options, &mut status).await {
+        status.verdict = Verdict::Error;
+        status.reasons.push(reason);
+    }
+    status
+}
+
+fn flag(status: &mut UserStatus, verdict: Verdict, reason: String) {
+    status.verdict = status.verdict.max(verdict);
+    status.reasons.push(reason);
+}
+
+async fn fill(
+    iam: &dyn IamApi,
+    target: &Target,
+    options: StatusOptions,
+    status: &mut UserStatus,
+) -> Result<(), String> {
+    let now = SystemTime::now();
+    let mut keys = iam
+        .list_keys(&target.user)
+        .await
+        .map_err(|e| match e.kind {
+            AwsErrorKind::NotFound => format!("IAM user '{}' does not exist", target.user),
+            _ => e.to_string(),
+        })?;
+    keys.sort_by(|a, b| b.created.cmp(&a.created));
+    let current = keys.iter().find(|k| k.active).cloned();
+    let mut uses = Vec::with_capacity(keys.len());
+    for key in &keys {
+        uses.push(
+            iam.last_used(&key.id)
+                .await
+                .map_err(|e: AwsError| e.to_string())?,
+        );
+    }
+    for store in &target.stores {
+        let key_id = match store.read().await {
+            Ok(key) => key.map(|k| k.id),
+            Err(e) => {
+                flag(status, Verdict::Drift, format!("{e}"));
+                None
+            }
+        };
+        match (&key_id, &current) {
+            (None, _) => flag(
+                status,
+                Verdict::Drift,
+                format!("{} holds no key", store.location()),
+            ),
+            (Some(id), Some(c)) if *id != c.id => flag(
+                status,
+                Verdict::Drift,
+                format!("{} hands out {id}, not CURRENT {}", store.location(), c.id),
+            ),
+            (Some(id), None) => flag(
+                status,
+                Verdict::Drift,
+                format!(
+                    "{} hands out {id}, which is not an Active key",
+                    store.location()
+                ),
+            ),
+            _ => {}
+        }
+        status.stores.push(StoreStatus {
+            store: store.location(),
+            key_id,
+        });
+    }
+    for (key, usage) in keys.iter().zip(&uses) {
+        status.keys.push(KeyStatus {
+            id: key.id.clone(),
+            role: if Some(&key.id) == current.as_ref().map(|c| &c.id) {
+                "CURRENT"
+            } else {
+                "LAST"
+            },
+            status: if key.active { "Active" } else { "Inactive" },
+            created: rfc3339(key.created),
+            age_days: days(now.duration_since(key.created).unwrap_or_default()),
+            last_used: usage.as_ref().map(|u| LastUse {
+                date: rfc3339(u.date),
+                service: u.service.clone(),
+                region: u.region.clone(),
+            }),
+            held_by: status
+                .stores
+                .iter()
+                .filter(|s| s.key_id.as_deref() == Some(key.id.as_str()))
+                .map(|s| s.store.clone())
+                .collect(),
+        });
+    }
+    judge_age(target, &keys, current.as_ref(), now, status);
+    if let Some(c) = &current {
+        let usage = keys
+            .iter()
+            .position(|k| k.id == c.id)
+            .and_then(|i| uses[i].as_ref());
+        judge_use(c, usage, options, now, status);
+        if target.policy.mode == Mode::Staged {
+            judge_staged(iam, target, &keys, c, &uses, now, status).await?;
+        }
+    } else {
+        flag(
+            status,
+            Verdict::Overdue,
+            "no Active key: the next run creates one".to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn judge_age(
+    target: &Target,
+    keys: &[KeyMeta],
+    current: Option<&KeyMeta>,
+    now: SystemTime,
+    status: &mut UserStatus,
+) {
+    let age = |k: &KeyMeta| now.duration_since(k.created).unwrap_or_default();
+    if let Some(max) = &target.policy.max_age {
+        for key in keys.iter().filter(|k| age(k) > max.value) {
+            flag(
+                status,
+                Verdict::Overdue,
+                format!(
+                    "{} is {} days old, past max_age ({})",
+                    key.id,
+                    days(age(key)),
+                    max.text
+                ),
+            );
+        }
+    }
+    if let (Some(after), Some(c)) = (&target.policy.rotate_after, current) {
+        if age(c) > after.value {
+            flag(
+                status,
+                Verdict::Due,
+                format!("CURRENT {} is past rotate_after ({})", c.id, after.text),
+            );
+        }
+    }
+}
+
+fn judge_use(
+    current: &KeyMeta,
+    usage: Option<&KeyUse>,
+    options: StatusOptions,
+    now: SystemTime,
+    status: &mut UserStatus,
+) {
+    let since = usage.map(|u| u.date).unwrap_or(current.created);
+    if now.duration_since(since).unwrap_or_default() > options.unused_after {
+        flag(
+            status,
+            Verdict::Unused,
+            format!(
+                "CURRENT {} has not been used for {} days",
+                current.id,
+                days(options.unused_after)
+            ),
+        );
+    }
+}
+
+async fn judge_staged(
+    iam: &dyn IamApi,
+    target: &Target,
+    keys: &[KeyMeta],
+    current: &KeyMeta,
+    uses: &[Option<KeyUse>],
+    now: SystemTime,
+    status: &mut UserStatus,
+) -> Result<(), String> {
+    let Some(old_index) = keys.iter().position(|k| k.id != current.id) else {
+        return Ok(());
+    };
+    let tags = iam
+        .user_tags(&target.user)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tag_time = |prefix: &str, id: &str| {
+        tags.get(&format!("{prefix}{id}"))
+            .and_then(|v| crate::rotation::parse_tag_time(v))
+    };
+    let current_index = keys.iter().position(|k| k.id == current.id).unwrap_or(0);
+    let old = &keys[old_index];
+    let facts = RetireFacts {
+        old,
+        new: current,
+        old_use: uses[old_index].as_ref(),
+        new_use: uses[current_index].as_ref(),
+        verified_at: tag_time(VERIFIED_TAG, &current.id),
+        deactivated_at: tag_time(DEACTIVATED_TAG, &old.id),
+        now,
+    };
+    if let Retirement::Stuck(reason) = decide_retirement(&facts, &target.policy) {
+        flag(status, Verdict::Stuck, reason);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_ordered_by_severity() {
+        assert!(Verdict::Ok < Verdict::Unused);
+        assert!(Verdict::Due < Verdict::Overdue);
+        assert!(Verdict::Overdue < Verdict::Stuck);
+        assert!(Verdict::Stuck < Verdict::Drift);
+    }
+}
