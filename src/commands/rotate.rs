@@ -6,7 +6,7 @@ use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
 use crate::output::{self, SecretPrinter};
 use crate::rotation::{Engine, EngineOptions, Outcome, Target, UserReport};
-use crate::store::{self, Outfile, SecretStore, TemplateValues};
+use crate::store::{self, Outfile, SecretStore, StoreEnv, TemplateValues};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -29,7 +29,13 @@ pub fn update(
     )?;
     job.runtime()?.block_on(async {
         let aws = job.aws(service.region.as_deref()).await;
-        let target = job.target(&service.iam_user, Some(&service.name), &service.stores)?;
+        let env = job.store_env(&aws, service.tags.clone());
+        let target = job.target(
+            &env,
+            &service.iam_user,
+            Some(&service.name),
+            &service.stores,
+        );
         job.execute(&aws, vec![target], 1).await
     })
 }
@@ -64,10 +70,12 @@ pub fn rotate_path(
             )));
         }
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
+        // One environment for every user: AWS clients are made once per region, not per user.
+        let env = job.store_env(&aws, Vec::new());
         let targets = users
             .iter()
-            .map(|u| job.target(&u.name, None, &stores))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|u| job.target(&env, &u.name, None, &stores))
+            .collect();
         job.execute(&aws, targets, concurrency).await
     })
 }
@@ -82,7 +90,8 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     /// Refuse, before AWS is touched, a run whose keys would have nowhere to go or whose
-    /// stores or outfile cannot be used.
+    /// outfile cannot be used. Store settings were validated with the configuration; the
+    /// stores themselves are checked by the engine, per user, before any IAM change.
     fn prepare(
         config: &'a Config,
         stores: &[StoreConfig],
@@ -96,17 +105,6 @@ impl<'a> Job<'a> {
                 "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
                 config.file.display()
             )));
-        }
-        for store in stores {
-            store::open(
-                store,
-                &TemplateValues {
-                    user: "check",
-                    service: Some("check"),
-                },
-                &config.base_dir,
-            )
-            .map_err(|e| Error::Usage(format!("{e}; remove it from {}", config.file.display())))?;
         }
         let outfile = match &args.outfile {
             Some(path) => {
@@ -144,26 +142,31 @@ impl<'a> Job<'a> {
         .await
     }
 
+    /// What the stores of this run share; `tags` are the service's.
+    fn store_env(&self, aws: &AwsContext, tags: Vec<String>) -> StoreEnv {
+        StoreEnv::new(aws.clone(), self.config.base_dir.clone(), tags)
+    }
+
     fn target(
         &self,
+        env: &StoreEnv,
         user: &str,
         service: Option<&str>,
         stores: &[StoreConfig],
-    ) -> Result<Target, Error> {
+    ) -> Target {
         let values = TemplateValues { user, service };
         let mut opened: Vec<Arc<dyn SecretStore>> = stores
             .iter()
-            .map(|c| store::open(c, &values, &self.config.base_dir))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map(|c| store::open(c, &values, env))
+            .collect();
         if let Some(file) = &self.outfile {
             opened.push(Arc::new(file.store_for(user)));
         }
-        Ok(Target {
+        Target {
             user: user.to_string(),
             service: service.map(str::to_string),
             stores: opened,
-        })
+        }
     }
 
     async fn execute(
@@ -173,6 +176,14 @@ impl<'a> Job<'a> {
         concurrency: usize,
     ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
+        // Every target has the same kinds of stores, so the first one's run-level checks
+        // (e.g. that op is signed in) hold for all; a failure stops the run before any
+        // store is read or IAM is changed.
+        if let Some(first) = targets.first() {
+            for store in &first.stores {
+                store.check_run().await?;
+            }
+        }
         if let (Some(file), false) = (&self.outfile, dry_run) {
             // Creating the (empty) document now proves the path is writable before IAM is
             // touched, and leaves a valid document even if nothing gets rotated.
