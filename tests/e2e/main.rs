@@ -5,4 +5,6 @@ mod harness;
 
 mod config_errors;
 mod rotate_path;
+mod stores_aws;
+mod stores_onepassword;
 mod update;
