@@ -46,7 +46,15 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let code = err.code().map(str::to_string);
+        // Auth failures of JSON-protocol services come back as an XML body the SDK cannot
+        // parse (moto does this); the body still says what went wrong.
+        let xml = err
+            .raw_response()
+            .and_then(|r| r.body().bytes())
+            .filter(|_| err.code().is_none())
+            .map(String::from_utf8_lossy);
+        let xml_field = |tag: &str| xml.as_deref().and_then(|body| xml_text(body, tag));
+        let code = err.code().map(str::to_string).or_else(|| xml_field("Code"));
         let status = err.raw_response().map(|r| r.status().as_u16());
         let (kind, message) = match &err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
@@ -68,6 +76,7 @@ impl AwsError {
                 let text = err
                     .message()
                     .map(str::to_string)
+                    .or_else(|| xml_field("Message"))
                     .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
                 let text = match (&code, status) {
                     (Some(code), _) => format!("{code}: {text}"),
@@ -89,6 +98,13 @@ impl AwsError {
     pub fn is_unauthenticated(&self) -> bool {
         self.kind == AwsErrorKind::Unauthenticated
     }
+}
+
+/// The text of the first `<tag>` element of an XML error body.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = body[start..].find(&format!("</{tag}>"))?;
+    Some(body[start..start + len].trim().to_string()).filter(|t| !t.is_empty())
 }
 
 fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
@@ -143,6 +159,17 @@ fn with_advice(kind: AwsErrorKind, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_error_bodies_give_code_and_message() {
+        let body = r#"<?xml version="1.0"?><ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: x is not authorized to perform: ssm:PutParameter</Message></Error></Errors></ErrorResponse>"#;
+        assert_eq!(xml_text(body, "Code").as_deref(), Some("AccessDenied"));
+        assert!(xml_text(body, "Message")
+            .unwrap()
+            .ends_with("ssm:PutParameter"));
+        assert_eq!(xml_text(body, "Type"), None);
+        assert_eq!(xml_text("<Code></Code>", "Code"), None);
+    }
 
     #[test]
     fn codes_are_classified() {

@@ -242,7 +242,10 @@ impl Moto {
     pub fn put_ssm_key(&self, prefix: &str, key: &Key) {
         let ssm = self.ssm();
         self.rt.block_on(async {
-            for (name, value) in [("access_key_id", &key.id), ("secret_access_key", &key.secret)] {
+            for (name, value) in [
+                ("access_key_id", &key.id),
+                ("secret_access_key", &key.secret),
+            ] {
                 ssm.put_parameter()
                     .name(format!("{prefix}/{name}"))
                     .value(value)
@@ -322,7 +325,12 @@ impl Moto {
     pub fn secret_labels(&self, name: &str) -> BTreeMap<String, String> {
         let out = self
             .rt
-            .block_on(self.secrets_manager().describe_secret().secret_id(name).send())
+            .block_on(
+                self.secrets_manager()
+                    .describe_secret()
+                    .secret_id(name)
+                    .send(),
+            )
             .unwrap();
         let mut labels = BTreeMap::new();
         for (version, stages) in out.version_ids_to_stages().into_iter().flatten() {

@@ -52,7 +52,12 @@ fn secrets_manager_is_created_then_rotated_through_the_staging_labels() {
     );
     let described = moto
         .rt
-        .block_on(moto.secrets_manager().describe_secret().secret_id(SECRET).send())
+        .block_on(
+            moto.secrets_manager()
+                .describe_secret()
+                .secret_id(SECRET)
+                .send(),
+        )
         .unwrap();
     assert_eq!(described.kms_key_id(), Some("alias/home-ops"));
     let tags: Vec<(&str, &str)> = described
@@ -173,7 +178,10 @@ fn ssm_parameters_are_created_then_overwritten_keeping_history() {
             .map(|p| p.value().unwrap().to_string())
             .collect()
     };
-    assert_eq!(history("access_key_id"), [first.id.clone(), second.id.clone()]);
+    assert_eq!(
+        history("access_key_id"),
+        [first.id.clone(), second.id.clone()]
+    );
     assert_eq!(
         history("secret_access_key"),
         [first.secret.clone(), second.secret.clone()]
@@ -270,7 +278,11 @@ fn without_ssm_put_parameter_every_store_is_rolled_back() {
             && stdout.contains("rolled back"),
         "{stdout}"
     );
-    assert_eq!(moto.keys(USER), vec![(old.id.clone(), true)], "new key deleted");
+    assert_eq!(
+        moto.keys(USER),
+        vec![(old.id.clone(), true)],
+        "new key deleted"
+    );
     moto.assert_key_works_for(&old, USER);
     assert_eq!(key_of(&read_json(&dir.path().join("secrets/pg.json"))), old);
     assert_eq!(moto.secret_key(SECRET, "AWSCURRENT"), Some(old.clone()));
@@ -390,7 +402,10 @@ fn secrets_manager_restore_after_promotion_puts_the_labels_back() {
     rt.block_on(store.restore(Some(&key(2)), &ctx())).unwrap();
     assert_eq!(moto.secret_labels(SECRET), before);
     assert_eq!(moto.secret_key(SECRET, "AWSCURRENT"), Some(as_key(&key(2))));
-    assert_eq!(moto.secret_key(SECRET, "AWSPREVIOUS"), Some(as_key(&key(1))));
+    assert_eq!(
+        moto.secret_key(SECRET, "AWSPREVIOUS"),
+        Some(as_key(&key(1)))
+    );
 
     // Written but not promoted: only the AWSPENDING label comes off.
     let store = open(SECRET);
@@ -409,7 +424,10 @@ fn secrets_manager_restore_after_promotion_puts_the_labels_back() {
         assert_eq!(store.read().await.unwrap(), None);
         store.write(&key(4), &ctx()).await.unwrap();
     });
-    assert_eq!(moto.secret_key("home-ops/new", "AWSCURRENT"), Some(as_key(&key(4))));
+    assert_eq!(
+        moto.secret_key("home-ops/new", "AWSCURRENT"),
+        Some(as_key(&key(4)))
+    );
     rt.block_on(store.restore(None, &ctx())).unwrap();
     assert!(rt.block_on(open("home-ops/new").read()).unwrap().is_none());
 }
