@@ -54,12 +54,22 @@ impl AwsClients {
 }
 
 /// A store error from a failed AWS call; the AWS message names the operation, so an
-/// AccessDenied says which permission is missing.
-pub(crate) fn store_error(location: String, action: &'static str, err: AwsError) -> StoreError {
+/// AccessDenied says which permission is missing. `redact` lists the secrets the call
+/// carried: should the service ever quote a value back, it does not reach the message.
+pub(crate) fn store_error(
+    location: String,
+    action: &'static str,
+    err: AwsError,
+    redact: &[&str],
+) -> StoreError {
+    let mut reason = err.to_string();
+    for secret in redact.iter().filter(|s| !s.is_empty()) {
+        reason = reason.replace(secret, "[redacted]");
+    }
     StoreError {
         store: location,
         action,
-        reason: err.to_string(),
+        reason,
     }
 }
 
@@ -104,6 +114,19 @@ mod tests {
         assert_eq!(tags[0], ("aws".into(), String::new()));
         assert!(tags.contains(&("managed-by".into(), "credrot".into())));
         assert!(tags.contains(&("credrot:iam-user".into(), "svc".into())));
+    }
+
+    #[test]
+    fn store_errors_never_quote_a_secret() {
+        let err = AwsError {
+            operation: "ssm:PutParameter",
+            code: Some("ValidationException".into()),
+            message: "value 'wJalrXUtnFEMI' is invalid".into(),
+            kind: AwsErrorKind::Other,
+        };
+        let err = store_error("ssm:/x".into(), "write", err, &["wJalrXUtnFEMI", ""]);
+        assert!(!err.to_string().contains("wJalrXUtnFEMI"), "{err}");
+        assert!(err.to_string().contains("[redacted]"), "{err}");
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl SecretsManagerStore {
     }
 
     fn aws_error(&self, action: &'static str, err: AwsError) -> StoreError {
-        store_error(self.location(), action, err)
+        store_error(self.location(), action, err, &[])
     }
 
     /// Move `label` to `to` and/or off `from`.
@@ -312,7 +312,7 @@ impl SecretStore for SecretsManagerStore {
                         pending_label: true,
                     });
                 }
-                return Err(self.aws_error("write", err));
+                return Err(store_error(self.location(), "write", err, &[key.expose()]));
             }
         };
         let version = Version {

@@ -56,8 +56,9 @@ impl SsmStore {
         format!("{}/{}", self.prefix, NAMES[index])
     }
 
-    fn error(&self, action: &'static str, err: AwsError) -> StoreError {
-        store_error(self.location(), action, err)
+    /// A store error; `secret` is the secret the failed call carried, if any.
+    fn error(&self, action: &'static str, err: AwsError, secret: Option<&str>) -> StoreError {
+        store_error(self.location(), action, err, secret.as_slice())
     }
 
     /// Write one parameter: create it (with tags) or overwrite it (history keeps the old
@@ -113,7 +114,7 @@ impl SecretStore for SsmStore {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| self.error("read", AwsError::from_sdk("ssm:GetParameters", e)))?;
+            .map_err(|e| self.error("read", AwsError::from_sdk("ssm:GetParameters", e), None))?;
         let value = |name: &str| {
             out.parameters()
                 .iter()
@@ -149,7 +150,7 @@ impl SecretStore for SsmStore {
                         state.exists[index] = true;
                         state.touched[index] = true;
                     }
-                    return Err(self.error("write", err));
+                    return Err(self.error("write", err, Some(key.expose())));
                 }
             }
         }
@@ -172,7 +173,7 @@ impl SecretStore for SsmStore {
                 for &index in &touched {
                     self.put(index, values[index], false, ctx)
                         .await
-                        .map_err(|e| self.error("restore", e))?;
+                        .map_err(|e| self.error("restore", e, Some(key.expose())))?;
                 }
             }
             None => {
@@ -184,7 +185,11 @@ impl SecretStore for SsmStore {
                     .send()
                     .await
                     .map_err(|e| {
-                        self.error("restore", AwsError::from_sdk("ssm:DeleteParameters", e))
+                        self.error(
+                            "restore",
+                            AwsError::from_sdk("ssm:DeleteParameters", e),
+                            None,
+                        )
                     })?;
                 for &index in &touched {
                     state.exists[index] = false;
