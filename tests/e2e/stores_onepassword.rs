@@ -34,9 +34,13 @@ impl FakeOp {
 
     /// Create an item the way a person would, through the fake itself.
     fn seed(&self, title: &str, key: &Key, notes: &str) -> Value {
+        self.seed_as("API_CREDENTIAL", title, key, notes)
+    }
+
+    fn seed_as(&self, category: &str, title: &str, key: &Key, notes: &str) -> Value {
         let item = serde_json::json!({
             "title": title,
-            "category": "API_CREDENTIAL",
+            "category": category,
             "tags": ["seeded"],
             "fields": [
                 {"id": "username", "type": "STRING", "label": "username", "value": key.id},
@@ -242,6 +246,33 @@ fn a_signed_out_or_missing_op_stops_before_any_iam_change() {
     moto.assert_key_works_for(&old, USER);
     assert!(!dir.path().join("pg.json").exists(), "no store was written");
     assert!(op.items().is_empty());
+}
+
+#[test]
+fn an_item_of_another_category_is_refused_before_any_iam_change() {
+    let moto = Moto::start();
+    moto.create_user(USER, "/");
+    let old = moto.create_key(USER, true);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "{ kind = \"1password\" }");
+    let op = FakeOp::new();
+    let login = op.seed_as("LOGIN", "AWS Access Key - pg", &old, "a person's login");
+
+    let out = op
+        .signed_in(&mut moto.credrot(dir.path()))
+        .args(["update", "pg"])
+        .assert()
+        .code(1);
+    let (stdout, _) = output(&out);
+    assert!(
+        stdout.contains(&format!(
+            "item {} is a LOGIN item, not an API Credential",
+            login["id"].as_str().unwrap()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(moto.keys(USER), vec![(old.id.clone(), true)]);
+    assert_eq!(op.items(), [login]);
 }
 
 #[test]
