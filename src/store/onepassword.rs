@@ -46,12 +46,15 @@ enum OpFailure {
     TimedOut,
     #[error("cannot run op: {0}")]
     Io(String),
+    /// op ran, but its answer was lost: what it did is unknown.
+    #[error("lost op's answer: {0}")]
+    Lost(String),
 }
 
 impl OpFailure {
     /// Whether op may have done what it was asked before the failure.
     fn may_have_landed(&self) -> bool {
-        matches!(self, OpFailure::TimedOut)
+        matches!(self, OpFailure::TimedOut | OpFailure::Lost(_))
     }
 }
 
@@ -114,12 +117,14 @@ impl OpCli {
         })
         .await
         .map_err(|_| OpFailure::TimedOut)?;
-        let output = output.map_err(|e| OpFailure::Io(e.to_string()))?;
+        let output = output.map_err(|e| OpFailure::Lost(e.to_string()))?;
         if output.status.success() {
-            // op read the whole item, or it could not have succeeded.
-            fed.map_err(|e| OpFailure::Io(e.to_string()))?;
+            // op's success is what counts: a write it reports done is treated as landed,
+            // whatever became of our end of the pipe.
             return Ok(output.stdout);
         }
+        // A failed feed (op exited before reading) matters only through op's own answer.
+        drop(fed);
         Err(OpFailure::Failed(sanitize(
             &String::from_utf8_lossy(&output.stderr),
             redact,
@@ -317,8 +322,8 @@ impl OnePasswordStore {
         }
         args.extend(["--vault", &self.vault, "--format", "json", "-"]);
         let out = self.op.run(&args, Some(&to_stdin(item)), redact).await?;
-        serde_json::from_slice(&out)
-            .map_err(|_| OpFailure::Failed("op printed no item JSON".into()))
+        // op said it succeeded, so the write landed even if its answer cannot be read.
+        serde_json::from_slice(&out).map_err(|_| OpFailure::Lost("op printed no item JSON".into()))
     }
 
     async fn delete(&self, id: &str) -> Result<(), OpFailure> {

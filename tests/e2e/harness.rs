@@ -371,6 +371,7 @@ pub fn credrot_command(dir: &Path) -> Command {
         "OP_ACCOUNT",
         "FAKE_OP_STATE",
         "FAKE_OP_FAIL_ON",
+        "FAKE_OP_GARBLE_ON",
     ] {
         cmd.env_remove(var);
     }

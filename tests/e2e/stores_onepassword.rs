@@ -328,6 +328,38 @@ fn op_failing_on_edit_rolls_back_ssm_and_secrets_manager() {
 }
 
 #[test]
+fn an_edit_whose_answer_is_lost_counts_as_written_and_is_undone() {
+    const TITLE: &str = "AWS Access Key - pg";
+    let moto = Moto::start();
+    moto.create_user(USER, "/");
+    let old = moto.create_key(USER, true);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "{ kind = \"1password\" }");
+    let op = FakeOp::new();
+    let seeded = op.seed(TITLE, &old, "kept by hand");
+
+    // op edits the item, then its answer is garbled: credrot cannot know the edit worked,
+    // so it must undo it rather than leave the item handing out a key it deletes.
+    let out = op
+        .signed_in(&mut moto.credrot(dir.path()))
+        .env("FAKE_OP_GARBLE_ON", "edit")
+        .args(["update", "pg"])
+        .assert()
+        .code(1);
+    let (stdout, _) = output(&out);
+    assert!(
+        stdout.contains("lost op's answer") && stdout.contains("rolled back"),
+        "{stdout}"
+    );
+    let item = op.item(TITLE);
+    assert_eq!(item["version"], 3, "edited, then edited back");
+    assert_eq!(key_in(&item), old);
+    assert_eq!(item["fields"], seeded["fields"]);
+    assert_eq!(moto.keys(USER), vec![(old.id.clone(), true)]);
+    moto.assert_key_works_for(&old, USER);
+}
+
+#[test]
 fn a_later_store_failure_restores_the_item_fields_or_deletes_a_new_item() {
     const EXISTING: &str = "AWS Access Key - pg";
     const CREATED: &str = "AWS Access Key - pg - new";
