@@ -552,10 +552,9 @@ fn check_stores(
                     format!("placeholders allowed here: {allowed_list}"),
                 ));
             }
-            if needs_user
-                && !found.contains(&"user")
-                && !matches!(store, StoreConfig::OnePassword(_))
-            {
+            // An explicit 1Password title is no exception: without {user} every user of the
+            // path would edit the same item. (The default title names the user.)
+            if needs_user && !found.contains(&"user") {
                 return Err(invalid(
                     offset,
                     format!("{field} '{template}' of a path store has no {{user}}; every user would overwrite the same entry"),
@@ -563,9 +562,84 @@ fn check_stores(
                 ));
             }
         }
+        if let Err((message, hint)) = check_store_names(&store) {
+            return Err(invalid(offset, message, hint));
+        }
         checked.push(store);
     }
     Ok(checked)
+}
+
+/// `template` without its `{placeholder}`s (already checked to be well formed).
+fn literal_part(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        rest = rest[open..]
+            .find('}')
+            .map_or("", |close| &rest[open + close + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The names AWS would refuse, caught here so a bad name is a configuration error (exit 2)
+/// and not a failed rotation.
+fn check_store_names(store: &StoreConfig) -> Result<(), (String, String)> {
+    match store {
+        StoreConfig::Ssm(c) => {
+            let prefix = &c.prefix;
+            let literal = literal_part(prefix);
+            if !prefix.starts_with('/') || prefix.ends_with('/') {
+                return Err((
+                    format!("ssm prefix '{prefix}' must start with '/' and not end with one"),
+                    "write it like \"/home-ops/postgresql-backup\"; credrot adds /access_key_id and /secret_access_key".to_string(),
+                ));
+            }
+            if let Some(bad) = literal
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
+            {
+                return Err((
+                    format!(
+                        "ssm prefix '{prefix}' contains '{bad}', which SSM parameter names cannot"
+                    ),
+                    "use letters, digits and _ . - /".to_string(),
+                ));
+            }
+            let lower = prefix.to_ascii_lowercase();
+            if lower.starts_with("/aws") || lower.starts_with("/ssm") {
+                return Err((
+                    format!("ssm prefix '{prefix}' starts with a name AWS reserves"),
+                    "SSM refuses parameter names that begin with aws or ssm; choose another prefix"
+                        .to_string(),
+                ));
+            }
+        }
+        StoreConfig::SecretsManager(c) => {
+            if let Some(bad) = literal_part(&c.name)
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)))
+            {
+                return Err((
+                    format!(
+                        "secrets-manager name '{}' contains '{bad}', which secret names cannot",
+                        c.name
+                    ),
+                    "use letters, digits and / _ + = . @ -".to_string(),
+                ));
+            }
+        }
+        StoreConfig::OnePassword(c) if c.vault.trim().is_empty() => {
+            return Err((
+                "1password store has an empty vault".to_string(),
+                "set vault to the vault's name, or leave it out for \"Automation\"".to_string(),
+            ));
+        }
+        StoreConfig::OnePassword(_) | StoreConfig::File(_) => {}
+    }
+    Ok(())
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -700,6 +774,69 @@ stores = [{ kind = "file", path = "secrets/{user}.json", format = "env" }]
             "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"file\", path = \"{usr}.json\" }]\n",
         );
         assert!(message.contains("{usr}"), "{message}");
+    }
+
+    #[test]
+    fn the_new_store_kinds_parse_with_their_defaults() {
+        let config = parse(
+            r#"
+[services.pg]
+iam_user = "pg"
+tags = ["aws"]
+stores = [
+  { kind = "1password" },
+  { kind = "secrets-manager", name = "home-ops/pg/aws", kms_key_id = "alias/home-ops", region = "us-west-2" },
+  { kind = "ssm", prefix = "/home-ops/pg", kms_key_id = "alias/aws/ssm" },
+]
+[paths.PSK]
+stores = [{ kind = "1password", title = "AWS Access Key - {user}" }, { kind = "ssm", prefix = "/psk/{user}" }]
+"#,
+        )
+        .unwrap();
+        let stores = &config.service("pg").unwrap().stores;
+        match &stores[0] {
+            StoreConfig::OnePassword(c) => {
+                assert_eq!(c.vault, "Automation");
+                assert!(c.title.is_none() && c.tags.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stores[1].summary(), "secrets-manager:home-ops/pg/aws");
+        assert_eq!(stores[2].summary(), "ssm:/home-ops/pg");
+    }
+
+    #[test]
+    fn store_names_aws_would_refuse_are_configuration_errors() {
+        for (store, expect) in [
+            (
+                r#"{ kind = "ssm", prefix = "home-ops/pg" }"#,
+                "must start with '/'",
+            ),
+            (
+                r#"{ kind = "ssm", prefix = "/home-ops/pg/" }"#,
+                "not end with one",
+            ),
+            (r#"{ kind = "ssm", prefix = "/home ops" }"#, "contains ' '"),
+            (r#"{ kind = "ssm", prefix = "/aws/pg" }"#, "reserves"),
+            (
+                r#"{ kind = "secrets-manager", name = "pg#aws" }"#,
+                "contains '#'",
+            ),
+            (r#"{ kind = "1password", vault = " " }"#, "empty vault"),
+        ] {
+            let (line, _, message) = error_of(&format!(
+                "[services.a]\niam_user = \"u\"\nstores = [{store}]\n"
+            ));
+            assert_eq!(line, 3, "{store}");
+            assert!(message.contains(expect), "{store}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_path_1password_title_without_user_is_refused() {
+        let (_, _, message) =
+            error_of("[paths.X]\nstores = [{ kind = \"1password\", title = \"shared\" }]\n");
+        assert!(message.contains("{user}"), "{message}");
     }
 
     #[test]

@@ -137,7 +137,7 @@ async fn fill(
             AwsErrorKind::NotFound => format!("IAM user '{}' does not exist", target.user),
             _ => e.to_string(),
         })?;
-    keys.sort_by(|a, b| b.created.cmp(&a.created));
+    keys.sort_by_key(|k| std::cmp::Reverse(k.created));
     let current = keys.iter().find(|k| k.active).cloned();
     let mut uses = Vec::with_capacity(keys.len());
     for key in &keys {

@@ -70,6 +70,11 @@ impl AwsContext {
         }
     }
 
+    /// A context over an SDK configuration made elsewhere (tests, embedding programs).
+    pub fn from_sdk_config(sdk_config: SdkConfig) -> AwsContext {
+        AwsContext { sdk_config }
+    }
+
     /// The shared SDK configuration.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk_config

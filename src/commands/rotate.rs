@@ -9,7 +9,7 @@ use crate::policy::RotationPolicy;
 use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
 };
-use crate::store::{self, Outfile, SecretStore, TemplateValues};
+use crate::store::{self, Outfile, SecretStore, StoreEnv, TemplateValues};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -32,12 +32,14 @@ pub fn update(
     )?;
     job.runtime()?.block_on(async {
         let aws = job.aws(service.region.as_deref()).await;
+        let env = job.store_env(&aws, service.tags.clone());
         let target = job.target(
+            &env,
             &service.iam_user,
             Some(&service.name),
             &service.stores,
             &service.policy,
-        )?;
+        );
         job.execute(&aws, vec![target], 1).await
     })
 }
@@ -81,10 +83,12 @@ pub fn rotate_path(
             )));
         }
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
+        // One environment for every user: AWS clients are made once per region, not per user.
+        let env = job.store_env(&aws, Vec::new());
         let targets = users
             .iter()
-            .map(|u| job.target(&u.name, None, &stores, &policy))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|u| job.target(&env, &u.name, None, &stores, &policy))
+            .collect();
         job.execute(&aws, targets, concurrency).await
     })
 }
@@ -99,7 +103,8 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     /// Refuse, before AWS is touched, a run whose keys would have nowhere to go or whose
-    /// stores or outfile cannot be used.
+    /// outfile cannot be used. Store settings were validated with the configuration; the
+    /// stores themselves are checked by the engine, per user, before any IAM change.
     fn prepare(
         config: &'a Config,
         stores: &[StoreConfig],
@@ -113,17 +118,6 @@ impl<'a> Job<'a> {
                 "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
                 config.file.display()
             )));
-        }
-        for store in stores {
-            store::open(
-                store,
-                &TemplateValues {
-                    user: "check",
-                    service: Some("check"),
-                },
-                &config.base_dir,
-            )
-            .map_err(|e| Error::Usage(format!("{e}; remove it from {}", config.file.display())))?;
         }
         let outfile = match &args.outfile {
             Some(path) => {
@@ -165,28 +159,33 @@ impl<'a> Job<'a> {
         .await
     }
 
+    /// What the stores of this run share; `tags` are the service's.
+    fn store_env(&self, aws: &AwsContext, tags: Vec<String>) -> StoreEnv {
+        StoreEnv::new(aws.clone(), self.config.base_dir.clone(), tags)
+    }
+
     fn target(
         &self,
+        env: &StoreEnv,
         user: &str,
         service: Option<&str>,
         stores: &[StoreConfig],
         policy: &RotationPolicy,
-    ) -> Result<Target, Error> {
+    ) -> Target {
         let values = TemplateValues { user, service };
         let mut opened: Vec<Arc<dyn SecretStore>> = stores
             .iter()
-            .map(|c| store::open(c, &values, &self.config.base_dir))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map(|c| store::open(c, &values, env))
+            .collect();
         if let Some(file) = &self.outfile {
             opened.push(Arc::new(file.store_for(user)));
         }
-        Ok(Target {
+        Target {
             user: user.to_string(),
             service: service.map(str::to_string),
             stores: opened,
             policy: policy.clone(),
-        })
+        }
     }
 
     async fn execute(
@@ -196,6 +195,14 @@ impl<'a> Job<'a> {
         concurrency: usize,
     ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
+        // Every target has the same kinds of stores, so the first one's run-level checks
+        // (e.g. that op is signed in) hold for all; a failure stops the run before any
+        // store is read or IAM is changed.
+        if let Some(first) = targets.first() {
+            for store in &first.stores {
+                store.check_run().await?;
+            }
+        }
         let engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),

@@ -1,11 +1,10 @@
 //! `kind = "file"`: the key in a local file, JSON or env lines, mode 0600.
 
-use super::{SecretStore, StoreError, WriteContext};
+use super::{KeyDocument, SecretStore, StoreError, WriteContext};
 use crate::config::FileFormat;
 use crate::fsutil::write_private_atomic;
 use crate::secret::AccessKey;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A local file holding one key.
@@ -13,14 +12,6 @@ use std::path::PathBuf;
 pub struct FileStore {
     path: PathBuf,
     format: FileFormat,
-}
-
-#[derive(Serialize, Deserialize)]
-struct JsonKey<'a> {
-    #[serde(rename = "AccessKeyId")]
-    id: &'a str,
-    #[serde(rename = "SecretAccessKey")]
-    secret: &'a str,
 }
 
 impl FileStore {
@@ -40,11 +31,8 @@ impl FileStore {
     fn render(&self, key: &AccessKey) -> Vec<u8> {
         match self.format {
             FileFormat::Json => {
-                let mut out = serde_json::to_vec_pretty(&JsonKey {
-                    id: &key.id,
-                    secret: key.expose(),
-                })
-                .expect("two strings always serialize");
+                let mut out = serde_json::to_vec_pretty(&KeyDocument::of(key))
+                    .expect("two strings always serialize");
                 out.push(b'\n');
                 out
             }
@@ -59,10 +47,7 @@ impl FileStore {
 
     fn parse(&self, text: &str) -> Option<AccessKey> {
         match self.format {
-            FileFormat::Json => {
-                let parsed: JsonKey = serde_json::from_str(text).ok()?;
-                Some(AccessKey::new(parsed.id, parsed.secret))
-            }
+            FileFormat::Json => KeyDocument::parse(text),
             FileFormat::Env => {
                 let value = |name: &str| {
                     text.lines().find_map(|line| {

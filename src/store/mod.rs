@@ -1,16 +1,26 @@
 //! Secret stores: the places a new key is handed to. Every store implements [`SecretStore`];
-//! [`open`] turns a configured store into one.
+//! [`open`] turns a configured store into one, with what the run shares ([`StoreEnv`]).
 
+mod aws_shared;
 mod file;
+mod onepassword;
 mod outfile;
+mod secrets_manager;
+mod ssm;
 
 pub use file::FileStore;
+pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
+pub use secrets_manager::SecretsManagerStore;
+pub use ssm::SsmStore;
 
+use crate::aws::AwsContext;
 use crate::config::StoreConfig;
 use crate::secret::AccessKey;
 use async_trait::async_trait;
-use std::path::Path;
+use aws_shared::AwsClients;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +34,32 @@ pub struct StoreError {
     pub action: &'static str,
     /// Why, and what to do about it.
     pub reason: String,
+}
+
+/// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`: the key document of the file and
+/// Secrets Manager stores.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeyDocument<'a> {
+    #[serde(rename = "AccessKeyId")]
+    id: &'a str,
+    #[serde(rename = "SecretAccessKey")]
+    secret: &'a str,
+}
+
+impl<'a> KeyDocument<'a> {
+    /// The document of `key`, borrowing the secret (serialize it, do not keep it).
+    pub(crate) fn of(key: &'a AccessKey) -> Self {
+        KeyDocument {
+            id: &key.id,
+            secret: key.expose(),
+        }
+    }
+
+    /// The key in a document, `None` when `text` is not one.
+    pub(crate) fn parse(text: &str) -> Option<AccessKey> {
+        let doc: KeyDocument = serde_json::from_str(text).ok()?;
+        Some(AccessKey::new(doc.id, doc.secret))
+    }
 }
 
 /// Facts a store may record next to the key.
@@ -48,7 +84,15 @@ pub trait SecretStore: Send + Sync {
     /// Where the store is, for messages and summaries (never a secret).
     fn location(&self) -> String;
 
-    /// The key the store hands out now, `None` when it holds none yet.
+    /// A check shared by every user of a run (e.g. that a CLI is installed and signed in),
+    /// made once before the engine starts and before any IAM change.
+    async fn check_run(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The key the store hands out now, `None` when it holds none yet. A rotation reads
+    /// every store before any IAM change, so this is also the per-user preflight: it fails
+    /// when the store cannot be reached, read, or written later.
     async fn read(&self) -> Result<Option<AccessKey>, StoreError>;
 
     /// Hand out `key` (or stage it, for stores with a staging protocol).
@@ -59,7 +103,9 @@ pub trait SecretStore: Send + Sync {
         Ok(())
     }
 
-    /// Put back what the store held before (`None`: it held nothing).
+    /// Put back what the store held before (`None`: it held nothing). Only what the last
+    /// `write`/`promote` changed is undone, so restoring a store whose write failed
+    /// without effect succeeds without calls that would fail the same way.
     async fn restore(
         &self,
         previous: Option<&AccessKey>,
@@ -87,25 +133,63 @@ impl TemplateValues<'_> {
     }
 }
 
-/// A store kind that this build cannot open.
-#[derive(Debug, thiserror::Error)]
-#[error("store kind '{kind}' is not available in this build of credrot")]
-pub struct UnsupportedStore {
-    /// The kind as configured.
-    pub kind: &'static str,
+/// What the stores of one run share: the base directory of relative paths, the service's
+/// tags, AWS clients per region (made once per run, not per user) and the `op` CLI.
+pub struct StoreEnv {
+    base_dir: PathBuf,
+    tags: Vec<String>,
+    aws: AwsClients,
+    op: Arc<OpCli>,
+}
+
+impl StoreEnv {
+    /// The environment of a run against `aws`; relative file paths resolve against
+    /// `base_dir`, and stores that take tags default to `tags` (the service's).
+    pub fn new(aws: AwsContext, base_dir: PathBuf, tags: Vec<String>) -> Self {
+        StoreEnv {
+            base_dir,
+            tags,
+            aws: AwsClients::new(aws),
+            op: Arc::new(OpCli::from_env()),
+        }
+    }
 }
 
 /// Make the store described by `config` for one user.
 pub fn open(
     config: &StoreConfig,
     values: &TemplateValues<'_>,
-    base_dir: &Path,
-) -> Result<Arc<dyn SecretStore>, UnsupportedStore> {
+    env: &StoreEnv,
+) -> Arc<dyn SecretStore> {
     match config {
-        StoreConfig::File(c) => Ok(Arc::new(FileStore::new(
-            base_dir.join(values.apply(&c.path)),
+        StoreConfig::File(c) => Arc::new(FileStore::new(
+            env.base_dir.join(values.apply(&c.path)),
             c.format,
-        ))),
-        other => Err(UnsupportedStore { kind: other.kind() }),
+        )),
+        StoreConfig::OnePassword(c) => {
+            // Path runs have no service, so their default title names the user.
+            let default_title = match values.service {
+                Some(_) => "AWS Access Key - {service}",
+                None => "AWS Access Key - {user}",
+            };
+            Arc::new(OnePasswordStore::new(
+                Arc::clone(&env.op),
+                c.vault.clone(),
+                values.apply(c.title.as_deref().unwrap_or(default_title)),
+                c.tags.clone().unwrap_or_else(|| env.tags.clone()),
+            ))
+        }
+        StoreConfig::SecretsManager(c) => Arc::new(SecretsManagerStore::new(
+            env.aws.secrets_manager(c.region.as_deref()),
+            values.apply(&c.name),
+            c.kms_key_id.clone(),
+            env.tags.clone(),
+        )),
+        StoreConfig::Ssm(c) => Arc::new(SsmStore::new(
+            env.aws.ssm(c.region.as_deref()),
+            values.apply(&c.prefix),
+            c.kms_key_id.clone(),
+            env.tags.clone(),
+        )),
     }
 }

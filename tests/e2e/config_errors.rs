@@ -53,6 +53,18 @@ const CASES: &[Case] = &[
         expect: &["no store configured", "-o FILE or --print-secrets"],
     },
     Case {
+        name: "ssm prefix that SSM would refuse",
+        toml: Some("[services.a]\niam_user = \"u\"\n\n[[services.a.stores]]\nkind = \"ssm\"\nprefix = \"home-ops/a\"\n"),
+        args: &["update", "a"],
+        expect: &["services.toml:4:", "must start with '/'", "hint:"],
+    },
+    Case {
+        name: "1password title shared by every user of a path",
+        toml: Some("[paths.PSK]\nstores = [{ kind = \"1password\", title = \"AWS Access Key\" }]\n"),
+        args: &["rotate", "--path", "PSK"],
+        expect: &["services.toml:2:", "{user}"],
+    },
+    Case {
         name: "no store for the path",
         toml: None,
         args: &["rotate", "--path", "PSK"],

@@ -5,8 +5,9 @@ use assert_cmd::Command;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -166,22 +167,6 @@ impl Moto {
         })
     }
 
-    /// A user with `policy` as its only permissions and a key, to run credrot as.
-    pub fn create_identity(&self, name: &str, policy: &str) -> Key {
-        self.create_user(name, "/");
-        self.rt
-            .block_on(
-                self.iam()
-                    .put_user_policy()
-                    .user_name(name)
-                    .policy_name("only")
-                    .policy_document(policy)
-                    .send(),
-            )
-            .unwrap();
-        self.create_key(name, true)
-    }
-
     /// The user's keys as (id, active), sorted by id.
     pub fn keys(&self, user: &str) -> Vec<(String, bool)> {
         let out = self
@@ -223,6 +208,139 @@ impl Moto {
         );
     }
 
+    /// Create `user` with an inline policy allowing `actions` (and nothing else), and a key.
+    pub fn create_identity(&self, user: &str, actions: &[&str]) -> Key {
+        self.create_user(user, "/");
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+        });
+        self.rt
+            .block_on(
+                self.iam()
+                    .put_user_policy()
+                    .user_name(user)
+                    .policy_name("credrot-test")
+                    .policy_document(policy.to_string())
+                    .send(),
+            )
+            .unwrap();
+        self.create_key(user, true)
+    }
+
+    /// SSM as the admin.
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config(&self.admin))
+    }
+
+    /// Secrets Manager as the admin.
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config(&self.admin))
+    }
+
+    /// Seed the SSM store under `prefix` with `key`.
+    pub fn put_ssm_key(&self, prefix: &str, key: &Key) {
+        let ssm = self.ssm();
+        self.rt.block_on(async {
+            for (name, value) in [
+                ("access_key_id", &key.id),
+                ("secret_access_key", &key.secret),
+            ] {
+                ssm.put_parameter()
+                    .name(format!("{prefix}/{name}"))
+                    .value(value)
+                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// The key in the SSM store under `prefix`, with the two parameters' versions.
+    pub fn ssm_key(&self, prefix: &str) -> Option<(Key, [i64; 2])> {
+        let out = self
+            .rt
+            .block_on(
+                self.ssm()
+                    .get_parameters()
+                    .names(format!("{prefix}/access_key_id"))
+                    .names(format!("{prefix}/secret_access_key"))
+                    .with_decryption(true)
+                    .send(),
+            )
+            .unwrap();
+        let get = |name: &str| {
+            out.parameters()
+                .iter()
+                .find(|p| p.name() == Some(&format!("{prefix}/{name}")))
+                .map(|p| (p.value().unwrap().to_string(), p.version()))
+        };
+        let ((id, v1), (secret, v2)) = (get("access_key_id")?, get("secret_access_key")?);
+        Some((Key { id, secret }, [v1, v2]))
+    }
+
+    /// Seed the secret `name` with `key` as its AWSCURRENT value (creating it if needed).
+    pub fn put_secret_key(&self, name: &str, key: &Key) {
+        let value = serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret});
+        let sm = self.secrets_manager();
+        self.rt.block_on(async {
+            if sm.describe_secret().secret_id(name).send().await.is_err() {
+                sm.create_secret()
+                    .name(name)
+                    .secret_string(value.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                sm.put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// The key a staging label of secret `name` points at, None when no version has it.
+    pub fn secret_key(&self, name: &str, stage: &str) -> Option<Key> {
+        let out = self
+            .rt
+            .block_on(
+                self.secrets_manager()
+                    .get_secret_value()
+                    .secret_id(name)
+                    .version_stage(stage)
+                    .send(),
+            )
+            .ok()?;
+        Some(key_of(
+            &serde_json::from_str(out.secret_string().unwrap()).unwrap(),
+        ))
+    }
+
+    /// The staging labels of secret `name`: label -> version id.
+    pub fn secret_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let out = self
+            .rt
+            .block_on(
+                self.secrets_manager()
+                    .describe_secret()
+                    .secret_id(name)
+                    .send(),
+            )
+            .unwrap();
+        let mut labels = BTreeMap::new();
+        for (version, stages) in out.version_ids_to_stages().into_iter().flatten() {
+            for stage in stages {
+                labels.insert(stage.clone(), version.clone());
+            }
+        }
+        labels
+    }
+
     /// The credrot binary, run in `dir`, signing as the admin against this server, with no
     /// ambient AWS configuration of the machine leaking in.
     pub fn credrot(&self, dir: &Path) -> Command {
@@ -258,6 +376,12 @@ pub fn credrot_process(dir: &Path) -> std::process::Command {
         "AWS_DEFAULT_REGION",
         "CREDROT_CONFIG",
         "RUST_LOG",
+        "CREDROT_OP",
+        "OP_SERVICE_ACCOUNT_TOKEN",
+        "OP_ACCOUNT",
+        "FAKE_OP_STATE",
+        "FAKE_OP_FAIL_ON",
+        "FAKE_OP_GARBLE_ON",
     ] {
         cmd.env_remove(var);
     }
@@ -369,6 +493,11 @@ impl Tripwire {
     pub fn tripped(&self) -> bool {
         self.listener.accept().is_ok()
     }
+}
+
+/// The fake 1Password CLI of the tests.
+pub fn fake_op() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-op/op")
 }
 
 /// Read a JSON file.

@@ -12,5 +12,7 @@ mod faults;
 mod rotate_path;
 mod schedule;
 mod staged;
+mod stores_aws;
+mod stores_onepassword;
 mod throttling;
 mod update;
