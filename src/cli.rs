@@ -14,7 +14,10 @@ Examples:
   credrot rotate --path PSKServiceAccounts -o keys.json
                                                  rotate every user under /PSKServiceAccounts/
 
-Exit codes: 0 success, 1 a rotation or store step failed, 2 usage or configuration error.";
+  credrot status --fail-on overdue               exit 3 if any key is past max_age
+
+Exit codes: 0 success, 1 a rotation, store or AWS step failed, 2 usage or configuration
+error (nothing changed), 3 a status gate (--fail-on) tripped.";
 
 /// Rotate AWS IAM access keys with the CURRENT/LAST two-key pattern and hand the new keys
 /// to the secret stores services read them from.
@@ -93,6 +96,24 @@ pub enum Command {
         /// How the rotation runs and where the keys go.
         #[command(flatten)]
         rotation: RotationArgs,
+    },
+    /// Report each user's keys: age, last use, which store holds which key, and a verdict
+    /// (ok, unused, due, overdue, stuck, drift). Reads only.
+    Status {
+        /// Services to report [default: every service, unless --path is given]
+        services: Vec<String>,
+        /// Also report every IAM user under this IAM path
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Exit 3 when any user is at or past this verdict (order: ok, unused, due, overdue, stuck, drift)
+        #[arg(long, value_enum, value_name = "VERDICT")]
+        fail_on: Option<crate::status::Verdict>,
+        /// CURRENT unused for this long is reported as unused
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+        unused_after: Duration,
+        /// How many users are read at once
+        #[arg(long, default_value_t = 8)]
+        concurrency: u16,
     },
     /// Print a shell completion script (e.g. credrot completions bash > /etc/bash_completion.d/credrot)
     Completions {

@@ -11,6 +11,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage and configuration errors (nothing was changed).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when `status --fail-on` found a user at or past the verdict.
+pub const EXIT_GATE: u8 = 3;
 
 /// Everything that can end a credrot command early.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,20 @@ pub enum Error {
         /// Users attempted.
         total: usize,
     },
+    /// `status` could not read some users.
+    #[error("the status of {users} users could not be read; the report says why")]
+    StatusIncomplete {
+        /// Users whose status is `error`.
+        users: usize,
+    },
+    /// `status --fail-on` tripped.
+    #[error("{users} users are {verdict} or worse (--fail-on {verdict})")]
+    GateTripped {
+        /// The gate.
+        verdict: String,
+        /// Users at or past it.
+        users: usize,
+    },
     /// stdout or stderr could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -46,9 +62,12 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Error::Aws(_) | Error::Store(_) | Error::RunFailed { .. } | Error::Output(_) => {
-                EXIT_FAILURE
-            }
+            Error::GateTripped { .. } => EXIT_GATE,
+            Error::Aws(_)
+            | Error::Store(_)
+            | Error::RunFailed { .. }
+            | Error::StatusIncomplete { .. }
+            | Error::Output(_) => EXIT_FAILURE,
         }
     }
 }

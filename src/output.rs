@@ -237,3 +237,76 @@ impl SecretPrinter {
         out.flush()
     }
 }
+
+/// `credrot status`: one row per key, the verdict on the user's first row, reasons below.
+pub fn write_status(
+    out: &mut dyn Write,
+    statuses: &[crate::status::UserStatus],
+    format: OutputFormat,
+) -> std::io::Result<()> {
+    if format == OutputFormat::Json {
+        return write_json(out, &statuses);
+    }
+    let mut t = table(&[
+        "USER",
+        "KEY",
+        "ROLE",
+        "STATUS",
+        "AGE",
+        "LAST USED",
+        "HELD BY",
+        "VERDICT",
+    ]);
+    for s in statuses {
+        let verdict = serde_json::to_value(s.verdict).expect("verdicts serialize");
+        let verdict = verdict.as_str().unwrap_or_default().to_string();
+        if s.keys.is_empty() {
+            t.add_row(vec![
+                s.user.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                verdict.clone(),
+            ]);
+        }
+        for (i, k) in s.keys.iter().enumerate() {
+            let used = k
+                .last_used
+                .as_ref()
+                .map(|u| format!("{} {} {}", u.date, u.service, u.region))
+                .unwrap_or_else(|| "never".into());
+            t.add_row(vec![
+                if i == 0 {
+                    s.user.clone()
+                } else {
+                    String::new()
+                },
+                k.id.clone(),
+                k.role.to_string(),
+                k.status.to_string(),
+                format!("{}d", k.age_days),
+                used,
+                if k.held_by.is_empty() {
+                    "-".into()
+                } else {
+                    k.held_by.join(", ")
+                },
+                if i == 0 {
+                    verdict.clone()
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+    }
+    writeln!(out, "{t}")?;
+    for s in statuses {
+        for reason in &s.reasons {
+            writeln!(out, "{}: {reason}", s.user)?;
+        }
+    }
+    Ok(())
+}

@@ -26,6 +26,7 @@ pub enum Verdict {
     /// A store hands out a key that is not CURRENT, or holds none.
     Drift,
     /// The user's state could not be read.
+    #[value(skip)]
     Error,
 }
 

@@ -1,6 +1,8 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
+mod context;
 mod rotate;
+mod status;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::Config;
@@ -31,6 +33,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Update { service, rotation } => {
             let config = load_config(global, true)?;
             rotate::update(&config, service, global, rotation)
+        }
+        Command::Status {
+            services,
+            path,
+            fail_on,
+            unused_after,
+            concurrency,
+        } => {
+            let config = load_config(global, path.is_none())?;
+            status::run(
+                &config,
+                global,
+                &status::StatusRequest {
+                    services,
+                    path: path.as_deref(),
+                    fail_on: *fail_on,
+                    options: crate::status::StatusOptions {
+                        unused_after: *unused_after,
+                    },
+                    concurrency: usize::from(*concurrency),
+                },
+            )
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -1,6 +1,7 @@
 //! `credrot update SERVICE` and `credrot rotate --path PATH`.
 
-use crate::aws::{AwsContext, AwsOptions, IamApi};
+use super::context::{load_aws, open_target, path_settings, runtime};
+use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs};
 use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
@@ -9,7 +10,7 @@ use crate::policy::RotationPolicy;
 use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
 };
-use crate::store::{self, Outfile, SecretStore, StoreEnv, TemplateValues};
+use crate::store::{Outfile, SecretStore, StoreEnv};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ pub fn update(
         &format!("service '{name}'"),
         "[[services.NAME.stores]]",
     )?;
-    job.runtime()?.block_on(async {
-        let aws = job.aws(service.region.as_deref()).await;
+    runtime()?.block_on(async {
+        let aws = load_aws(config, global, service.region.as_deref()).await;
         let env = job.store_env(&aws, service.tags.clone());
         let target = job.target(
             &env,
@@ -53,19 +54,7 @@ pub fn rotate_path(
     args: &RotationArgs,
 ) -> Result<(), Error> {
     let iam_path = normalize_iam_path(path);
-    let (stores, policy) = config
-        .path_policy(&iam_path)
-        .map(|p| (p.stores.clone(), p.policy.clone()))
-        .unwrap_or_else(|| {
-            (
-                Vec::new(),
-                config
-                    .defaults
-                    .policy
-                    .resolve(&Default::default())
-                    .unwrap_or_default(),
-            )
-        });
+    let (stores, policy) = path_settings(config, &iam_path);
     let job = Job::prepare(
         config,
         &stores,
@@ -74,8 +63,8 @@ pub fn rotate_path(
         &format!("IAM path {iam_path}"),
         "[paths.NAME] stores",
     )?;
-    job.runtime()?.block_on(async {
-        let aws = job.aws(None).await;
+    runtime()?.block_on(async {
+        let aws = load_aws(config, global, None).await;
         let users = aws.iam().list_users(&iam_path).await?;
         if users.is_empty() {
             return Err(Error::Usage(format!(
@@ -138,27 +127,6 @@ impl<'a> Job<'a> {
         })
     }
 
-    fn runtime(&self) -> Result<tokio::runtime::Runtime, Error> {
-        Ok(tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?)
-    }
-
-    async fn aws(&self, service_region: Option<&str>) -> AwsContext {
-        let region = self
-            .global
-            .region
-            .clone()
-            .or_else(|| service_region.map(str::to_string))
-            .or_else(|| self.config.defaults.region.clone());
-        AwsContext::load(&AwsOptions {
-            profile: self.global.profile.clone(),
-            region,
-            endpoint_url: self.global.endpoint_url.clone(),
-        })
-        .await
-    }
-
     /// What the stores of this run share; `tags` are the service's.
     fn store_env(&self, aws: &AwsContext, tags: Vec<String>) -> StoreEnv {
         StoreEnv::new(aws.clone(), self.config.base_dir.clone(), tags)
@@ -172,20 +140,11 @@ impl<'a> Job<'a> {
         stores: &[StoreConfig],
         policy: &RotationPolicy,
     ) -> Target {
-        let values = TemplateValues { user, service };
-        let mut opened: Vec<Arc<dyn SecretStore>> = stores
-            .iter()
-            .map(|c| store::open(c, &values, env))
-            .collect();
-        if let Some(file) = &self.outfile {
-            opened.push(Arc::new(file.store_for(user)));
-        }
-        Target {
-            user: user.to_string(),
-            service: service.map(str::to_string),
-            stores: opened,
-            policy: policy.clone(),
-        }
+        let outfile = self
+            .outfile
+            .as_ref()
+            .map(|file| Arc::new(file.store_for(user)) as Arc<dyn SecretStore>);
+        open_target(env, user, service, stores, policy, outfile)
     }
 
     async fn execute(

@@ -12,6 +12,7 @@ mod faults;
 mod rotate_path;
 mod schedule;
 mod staged;
+mod status;
 mod stores_aws;
 mod stores_onepassword;
 mod throttling;

@@ -1,0 +1,137 @@
+//! `credrot status`: verdicts from real IAM state and stores, an exit code for gates, and
+//! nothing changed.
+
+use crate::harness::{Key, Moto};
+use std::path::Path;
+
+fn write_config(dir: &Path, policy: &str) {
+    std::fs::write(
+        dir.join("services.toml"),
+        format!("[services.app]\niam_user = \"app\"\n{policy}\nstores = [{{ kind = \"file\", path = \"app.json\" }}]\n"),
+    )
+    .unwrap();
+}
+
+fn store(dir: &Path, key: &Key) {
+    std::fs::write(
+        dir.join("app.json"),
+        serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
+    )
+    .unwrap();
+}
+
+/// Run status with `args`; returns (exit code, the user's JSON entry, raw stdout).
+fn status(moto: &Moto, dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = moto
+        .credrot_process(dir)
+        .args(["--output", "json", "status"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let parsed: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|_| panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), parsed[0].clone(), stdout)
+}
+
+#[test]
+fn a_healthy_user_is_ok_and_drift_trips_the_gate() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "max_age = \"30d\"");
+    moto.create_user("app", "/");
+    let key = moto.create_key("app", true);
+    store(dir.path(), &key);
+    moto.assert_key_works_for(&key, "app");
+
+    let (code, user, stdout) = status(&moto, dir.path(), &["--fail-on", "drift"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(user["verdict"], "ok", "{user}");
+    assert_eq!(user["keys"][0]["id"], key.id.as_str());
+    assert_eq!(user["keys"][0]["role"], "CURRENT");
+    assert_eq!(user["keys"][0]["held_by"][0], "file:app.json");
+    assert_eq!(user["keys"][0]["last_used"]["service"], "sts");
+    assert!(!stdout.contains(&key.secret));
+
+    // A key created behind credrot's back becomes CURRENT; the store still has the old one.
+    let newer = moto.create_key("app", true);
+    let before = moto.keys("app");
+    let (code, user, _) = status(&moto, dir.path(), &["--fail-on", "drift"]);
+    assert_eq!(code, 3);
+    assert_eq!(user["verdict"], "drift");
+    let reasons = user["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!("not CURRENT {}", newer.id)),
+        "{reasons}"
+    );
+    assert_eq!(moto.keys("app"), before, "status changed IAM");
+}
+
+#[test]
+fn old_and_unused_keys_are_overdue_and_unused() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "max_age = \"2s\"\nrotate_after = \"1s\"");
+    moto.create_user("app", "/");
+    let key = moto.create_key("app", true);
+    store(dir.path(), &key);
+
+    let (code, user, _) = status(&moto, dir.path(), &["--fail-on", "due"]);
+    assert_eq!((code, user["verdict"].as_str()), (0, Some("ok")), "{user}");
+
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, user, _) = status(&moto, dir.path(), &["--fail-on", "due"]);
+    assert_eq!((code, user["verdict"].as_str()), (3, Some("due")), "{user}");
+    let (code, _, _) = status(&moto, dir.path(), &["--fail-on", "overdue"]);
+    assert_eq!(code, 0, "due is not yet overdue");
+
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, user, _) = status(
+        &moto,
+        dir.path(),
+        &["--fail-on", "overdue", "--unused-after", "1s"],
+    );
+    assert_eq!(
+        (code, user["verdict"].as_str()),
+        (3, Some("overdue")),
+        "{user}"
+    );
+    let reasons = user["reasons"].to_string();
+    assert!(
+        reasons.contains("past max_age (2s)") && reasons.contains("has not been used"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn path_users_are_reported_and_a_table_is_printed() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[paths.Batch]\nstores = [{ kind = \"file\", path = \"{user}.json\" }]\n",
+    )
+    .unwrap();
+    for user in ["b1", "b2"] {
+        moto.create_user(user, "/Batch/");
+        let key = moto.create_key(user, true);
+        std::fs::write(
+            dir.path().join(format!("{user}.json")),
+            serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
+        )
+        .unwrap();
+    }
+    let out = moto
+        .credrot(dir.path())
+        .args(["status", "--path", "Batch"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.contains("VERDICT")
+            && text.contains("b1")
+            && text.contains("b2")
+            && text.contains("file:b1.json"),
+        "{text}"
+    );
+}
