@@ -140,6 +140,9 @@ pub struct RotationArgs {
     /// Do not take the per-user lock (only when no other credrot run can touch these users)
     #[arg(long)]
     pub no_lock: bool,
+    /// terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub terraform_bin: Option<PathBuf>,
     /// How long a user's lock lasts if this run dies holding it
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub lock_ttl: Duration,

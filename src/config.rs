@@ -244,6 +244,10 @@ section_with_policy!(RawService {
     description: Option<String>,
     iam_user: Spanned<String>,
     #[serde(default)]
+    source: KeySource,
+    terraform_dir: Option<String>,
+    output_prefix: Option<String>,
+    #[serde(default)]
     tags: Vec<String>,
     region: Option<String>,
     #[serde(default)]
@@ -276,6 +280,26 @@ pub struct Defaults {
     pub policy: PolicySettings,
 }
 
+/// Where a service's new keys come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// credrot creates them in IAM (CURRENT/LAST or staged).
+    #[default]
+    Iam,
+    /// Terraform/OpenTofu creates them; credrot only verifies and hands them on.
+    Terraform,
+}
+
+/// Where Terraform keeps a service's key (`source = "terraform"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TerraformSource {
+    /// The directory to run `terraform output -json` in (relative to the config file).
+    pub dir: std::path::PathBuf,
+    /// Outputs `<prefix>_access_key_id` and `<prefix>_secret_access_key` hold the key.
+    pub output_prefix: String,
+}
+
 /// One configured service: an IAM user and the stores that hand its key out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
@@ -294,6 +318,9 @@ pub struct Service {
     pub region: Option<String>,
     /// Where the new key goes.
     pub stores: Vec<StoreConfig>,
+    /// Set when Terraform, not credrot, creates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terraform: Option<TerraformSource>,
 }
 
 /// Stores for every user under one IAM path (`rotate --path`).
@@ -382,6 +409,11 @@ impl Config {
 
     /// Validate `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let invalid = |offset: usize, message: String, hint: String| {
             let (line, column) = line_column(text, offset);
             ConfigError::Invalid {
@@ -429,6 +461,29 @@ impl Config {
                     "use 1 to 64 letters, digits or any of + = , . @ _ -".to_string(),
                 ));
             }
+            let terraform = match (svc.source, svc.terraform_dir, svc.output_prefix) {
+                (KeySource::Terraform, Some(dir), Some(prefix)) if !dir.is_empty() && !prefix.is_empty() => {
+                    Some(TerraformSource {
+                        dir: base_dir.join(dir),
+                        output_prefix: prefix,
+                    })
+                }
+                (KeySource::Terraform, _, _) => {
+                    return Err(invalid(
+                        user_span.start,
+                        format!("service '{name}' has source = \"terraform\" but no terraform_dir or output_prefix"),
+                        "set terraform_dir (where `terraform output` runs) and output_prefix (outputs <prefix>_access_key_id and <prefix>_secret_access_key)".to_string(),
+                    ))
+                }
+                (KeySource::Iam, None, None) => None,
+                (KeySource::Iam, _, _) => {
+                    return Err(invalid(
+                        user_span.start,
+                        format!("service '{name}' sets terraform_dir or output_prefix without source = \"terraform\""),
+                        "add source = \"terraform\", or remove those keys".to_string(),
+                    ))
+                }
+            };
             let stores = check_stores(svc.stores, &["user", "service"], false, &invalid)?;
             services.insert(
                 name.clone(),
@@ -440,6 +495,7 @@ impl Config {
                     policy,
                     region: svc.region.or_else(|| defaults.region.clone()),
                     stores,
+                    terraform,
                 },
             );
         }
@@ -478,11 +534,7 @@ impl Config {
         }
         Ok(Config {
             file: path.to_path_buf(),
-            base_dir: path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            base_dir,
             defaults,
             services,
             paths,

@@ -29,6 +29,9 @@ pub enum Error {
     /// A store or outfile could not be opened before the run.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Terraform could not give the key.
+    #[error(transparent)]
+    Terraform(#[from] crate::terraform::TerraformError),
     /// Some users were not rotated; the summary names them.
     #[error("{failed} of {total} users failed; the summary says which and why. Fix the cause and run again")]
     RunFailed {
@@ -66,6 +69,7 @@ impl Error {
             Error::Aws(_)
             | Error::Store(_)
             | Error::RunFailed { .. }
+            | Error::Terraform(_)
             | Error::StatusIncomplete { .. }
             | Error::Output(_) => EXIT_FAILURE,
         }

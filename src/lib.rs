@@ -19,6 +19,7 @@ pub mod rotation;
 pub mod secret;
 pub mod status;
 pub mod store;
+pub mod terraform;
 
 use clap::Parser;
 

@@ -183,17 +183,27 @@ pub fn write_summary(
             r.error.as_deref().unwrap_or("failed")
         )?;
     }
+    let others: String = [
+        Outcome::Fresh,
+        Outcome::Retiring,
+        Outcome::Stuck,
+        Outcome::Busy,
+    ]
+    .into_iter()
+    .filter(|&o| count(o) > 0)
+    .map(|o| format!(", {} {}", count(o), o.as_str()))
+    .collect();
     if dry_run {
         writeln!(
             out,
-            "dry run: {} users planned, {} failed, nothing changed",
+            "dry run: {} planned, {} failed{others}; nothing changed",
             count(Outcome::Planned),
             count(Outcome::Failed)
         )
     } else {
         writeln!(
             out,
-            "{} rotated, {} failed",
+            "{} rotated, {} failed{others}",
             count(Outcome::Rotated),
             count(Outcome::Failed)
         )

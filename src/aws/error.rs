@@ -59,6 +59,17 @@ impl AwsError {
             .or_else(|| xml_field(&body, "Code"));
         let status = err.raw_response().map(|r| r.status().as_u16());
         let (kind, message) = match &err {
+            // Credentials are resolved lazily, so "none found" surfaces as a dispatch failure.
+            SdkError::DispatchFailure(_)
+                if aws_sdk_iam::error::DisplayErrorContext(&err)
+                    .to_string()
+                    .contains("loading credentials") =>
+            {
+                (
+                    AwsErrorKind::Setup,
+                    "no AWS credentials found; pass --profile, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_string(),
+                )
+            }
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
                 AwsErrorKind::Unreachable,
                 format!(

@@ -10,7 +10,9 @@ use crate::policy::RotationPolicy;
 use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
 };
+use crate::secret::AccessKey;
 use crate::store::{Outfile, SecretStore, StoreEnv};
+use crate::terraform;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -41,7 +43,15 @@ pub fn update(
             &service.stores,
             &service.policy,
         );
-        job.execute(&aws, vec![target], 1).await
+        let external = match &service.terraform {
+            // Terraform made the key: read it before anything else; IAM is left alone.
+            Some(tf) => {
+                let bin = terraform::find_binary(args.terraform_bin.as_deref())?;
+                Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
+            }
+            None => None,
+        };
+        job.execute(&aws, vec![target], 1, external).await
     })
 }
 
@@ -78,7 +88,7 @@ pub fn rotate_path(
             .iter()
             .map(|u| job.target(&env, &u.name, None, &stores, &policy))
             .collect();
-        job.execute(&aws, targets, concurrency).await
+        job.execute(&aws, targets, concurrency, None).await
     })
 }
 
@@ -152,6 +162,7 @@ impl<'a> Job<'a> {
         aws: &AwsContext,
         targets: Vec<Target>,
         concurrency: usize,
+        external_key: Option<AccessKey>,
     ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
         // Every target has the same kinds of stores, so the first one's run-level checks
@@ -187,7 +198,14 @@ impl<'a> Job<'a> {
                 }
             }
         };
-        let reports = engine.rotate_many(targets, concurrency, &on_done).await;
+        let reports = match (external_key, targets.first()) {
+            (Some(key), Some(target)) => {
+                let report = engine.hand_off_key(target, key).await;
+                on_done(&report);
+                vec![report]
+            }
+            _ => engine.rotate_many(targets, concurrency, &on_done).await,
+        };
         progress.finish_and_clear();
         if let Some(printer) = &printer {
             printer.finish()?;

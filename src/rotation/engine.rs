@@ -581,11 +581,31 @@ impl Engine {
         report.created = Some(meta.id.clone());
         fail::fail_point!("after-create", |_| crate::failpoints::crash());
 
+        match self.hand_off(target, &new_key, &seen.held, ctx).await {
+            Ok(()) => {
+                report.new_key = Some(new_key);
+                Ok(Outcome::Rotated)
+            }
+            Err((cause, written)) => Err(self
+                .undo(target, &new_key, &seen.held[..written], ctx, cause, true)
+                .await),
+        }
+    }
+
+    /// Write `new_key` to every store, verify it, promote it. On failure, the error and how
+    /// many stores were written (and so must be restored).
+    async fn hand_off(
+        &self,
+        target: &Target,
+        new_key: &AccessKey,
+        held: &[Option<AccessKey>],
+        ctx: &WriteContext,
+    ) -> Result<(), (RotateError, usize)> {
         let mut written = 0;
-        let handed_off: Result<(), RotateError> = async {
+        let result: Result<(), RotateError> = async {
             for store in &target.stores {
                 written += 1;
-                let result = store.write(&new_key, ctx).await;
+                let result = store.write(new_key, ctx).await;
                 self.emit(
                     target,
                     "store-write",
@@ -597,10 +617,10 @@ impl Engine {
                 debug!(user = %target.user, store = %store.location(), "stored new key");
                 fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
-            self.verify(target, &new_key).await?;
+            self.verify(target, new_key).await?;
             fail::fail_point!("after-verify", |_| crate::failpoints::crash());
             for store in &target.stores {
-                let result = store.promote(&new_key).await;
+                let result = store.promote(new_key).await;
                 self.emit(
                     target,
                     "store-promote",
@@ -613,18 +633,56 @@ impl Engine {
             Ok(())
         }
         .await;
-        match handed_off {
-            Ok(()) => {
-                report.new_key = Some(new_key);
-                Ok(Outcome::Rotated)
-            }
-            Err(cause) => Err(self
-                .undo(target, &new_key, &seen.held[..written], ctx, cause)
-                .await),
-        }
+        debug_assert!(written <= held.len());
+        result.map_err(|e| (e, written))
     }
 
-    /// Put the first `previous.len()` stores back and delete the new key.
+    /// Hand a key made elsewhere (e.g. by Terraform) to the user's stores: verify it, write
+    /// it everywhere, roll the stores back on failure. IAM is not changed.
+    pub async fn hand_off_key(&self, target: &Target, key: AccessKey) -> UserReport {
+        let mut report = UserReport::new(&target.user, target.service.as_deref());
+        report.stores = target.stores.iter().map(|s| s.location()).collect();
+        let result = async {
+            let mut held = Vec::with_capacity(target.stores.len());
+            for store in &target.stores {
+                held.push(store.read().await?);
+            }
+            report.current_before = held.iter().flatten().map(|k| k.id.clone()).next();
+            // Same id and secret everywhere: nothing to hand on.
+            if held.iter().all(|k| k.as_ref() == Some(&key)) {
+                return Ok(Outcome::Fresh);
+            }
+            if self.options.dry_run {
+                return Ok(Outcome::Planned);
+            }
+            let ctx = WriteContext {
+                user: target.user.clone(),
+                service: target.service.clone(),
+                previous_key_id: report.current_before.clone(),
+                rotated_at: SystemTime::now(),
+            };
+            report.created = Some(key.id.clone());
+            match self.hand_off(target, &key, &held, &ctx).await {
+                Ok(()) => Ok(Outcome::Rotated),
+                Err((cause, written)) => Err(self
+                    .undo(target, &key, &held[..written], &ctx, cause, false)
+                    .await),
+            }
+        }
+        .await;
+        match result {
+            Ok(outcome) => report.outcome = outcome,
+            Err(err) => {
+                warn!(user = %target.user, "hand-off failed: {err}");
+                report.error = Some(err.to_string());
+            }
+        }
+        report.finish();
+        report
+    }
+
+    /// Put the first `previous.len()` stores back and, when credrot created it
+    /// (`delete_new`), delete the new key.
     async fn undo(
         &self,
         target: &Target,
@@ -632,6 +690,7 @@ impl Engine {
         previous: &[Option<AccessKey>],
         ctx: &WriteContext,
         cause: RotateError,
+        delete_new: bool,
     ) -> RotateError {
         let mut problems = Vec::new();
         for (store, prev) in target.stores.iter().zip(previous).rev() {
@@ -653,6 +712,8 @@ impl Engine {
                 new_key.id,
                 problems.join("; ")
             )
+        } else if !delete_new {
+            "rolled back: stores restored; IAM was not changed".to_string()
         } else {
             match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
                 Ok(()) => format!(

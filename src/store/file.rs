@@ -80,7 +80,7 @@ impl SecretStore for FileStore {
                 self.error(
                     "read",
                     format!(
-                        "the file is not a {} key file written by credrot; move it away or fix the store's path",
+                        "the file is not a key file in {} format written by credrot; move it away or fix the store's path",
                         match self.format {
                             FileFormat::Json => "JSON",
                             FileFormat::Env => "env",
@@ -150,6 +150,9 @@ mod tests {
             .read()
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("not a JSON key file"), "{err}");
+        assert!(
+            err.to_string().contains("not a key file in JSON format"),
+            "{err}"
+        );
     }
 }

@@ -15,5 +15,6 @@ mod staged;
 mod status;
 mod stores_aws;
 mod stores_onepassword;
+mod terraform;
 mod throttling;
 mod update;
