@@ -5,4 +5,5 @@ mod harness;
 
 mod config_errors;
 mod rotate_path;
+mod taskfile;
 mod update;
