@@ -190,6 +190,17 @@ fn a_missing_required_variable_is_go_tasks_requires_error() {
 }
 
 #[test]
+fn task_exit_code_passes_credrot_exit_code_through_only_with_dash_x() {
+    // A failed command is go-task's 201 ("task failed"); `task -x` gives credrot's own code.
+    let dir = config_dir();
+    let out = run(task(dir.path()).args(["creds:show", "SERVICE=nosuch"]));
+    assert_eq!(out.code, Some(201), "{out}");
+    assert!(out.stderr.contains("service 'nosuch' is not in"), "{out}");
+    let out = run(task(dir.path()).args(["-x", "creds:show", "SERVICE=nosuch"]));
+    assert_eq!(out.code, Some(2), "{out}");
+}
+
+#[test]
 fn creds_rotate_without_path_stops_before_credrot_runs() {
     // go-task sees the environment's PATH as the variable PATH, so "not given" is detected by
     // a precondition rather than by `requires`. The tripwire proves credrot made no AWS call.
