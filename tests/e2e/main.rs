@@ -15,6 +15,7 @@ mod staged;
 mod status;
 mod stores_aws;
 mod stores_onepassword;
+mod taskfile;
 mod terraform;
 mod throttling;
 mod update;
