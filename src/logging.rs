@@ -17,7 +17,11 @@ pub fn init(verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_default_env()
         // aws-config warns about missing optional config files and IMDS; credrot falls back
         // on its own and says so when it matters.
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,aws_config=error,credrot={level}")));
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "warn,aws_config=error,aws_runtime=error,credrot={level}"
+            ))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

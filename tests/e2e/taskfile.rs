@@ -340,5 +340,5 @@ fn creds_rotate_with_path_rotates_every_user_under_it() {
         ])
         .args(["--endpoint-url", &moto.endpoint]));
     assert_eq!(out.code, Some(0), "{out}");
-    assert!(out.stdout.contains("dry run: 2 users planned"), "{out}");
+    assert!(out.stdout.contains("dry run: 2 planned"), "{out}");
 }
