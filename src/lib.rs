@@ -8,12 +8,15 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials_file;
 pub mod error;
 pub mod fsutil;
 mod logging;
 pub mod output;
+pub mod profile;
 pub mod rotation;
 pub mod secret;
+pub mod session;
 pub mod store;
 
 use clap::Parser;
