@@ -27,8 +27,10 @@ pub(super) fn run(global: &GlobalArgs, action: &ProfileCommand) -> Result<(), Er
                 writeln!(
                     out,
                     "AWS tools cannot read encrypted values themselves; give them the key through ~/.aws/config:\n\n[profile {profile}-credrot]\ncredential_process = credrot credential-process --profile {profile}{}\n",
+                    // Absolute: the AWS tools run the command from any directory.
                     ssh.ssh_key
                         .as_ref()
+                        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
                         .map(|p| format!(" --ssh-key {}", p.display()))
                         .unwrap_or_default()
                 )?;

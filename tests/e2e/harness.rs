@@ -45,16 +45,26 @@ pub fn free_port() -> u16 {
 impl Moto {
     /// Start moto and bootstrap the admin identity; after this every request is checked.
     pub fn start() -> Moto {
-        Self::start_with_bootstrap(BOOTSTRAP_REQUESTS)
+        Self::start_with_bootstrap(Some(BOOTSTRAP_REQUESTS))
     }
 
-    fn start_with_bootstrap(bootstrap: u32) -> Moto {
+    /// Start moto with IAM authentication off. Only for what moto cannot do with it on:
+    /// its STS session keys are fixed examples that it refuses itself under authentication.
+    pub fn start_without_auth() -> Moto {
+        Self::start_with_bootstrap(None)
+    }
+
+    fn start_with_bootstrap(bootstrap: Option<u32>) -> Moto {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = std::process::Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", bootstrap.to_string())
+        let mut command = std::process::Command::new(&program);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        match bootstrap {
+            Some(n) => command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string()),
+            None => command.env_remove("INITIAL_NO_AUTH_ACTION_COUNT"),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
@@ -139,6 +149,25 @@ impl Moto {
             .unwrap();
     }
 
+    /// Allow `user` the IAM/STS `actions` (an inline policy): under authentication a new
+    /// user may do nothing.
+    pub fn allow(&self, user: &str, actions: &[&str]) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        });
+        self.rt
+            .block_on(
+                self.iam()
+                    .put_user_policy()
+                    .user_name(user)
+                    .policy_name("credrot-test")
+                    .policy_document(policy.to_string())
+                    .send(),
+            )
+            .unwrap();
+    }
+
     /// Create a key for `user`, optionally deactivated.
     pub fn create_key(&self, user: &str, active: bool) -> Key {
         let iam = self.iam();
@@ -220,7 +249,12 @@ impl Moto {
 
 /// The credrot binary in `dir` with a clean AWS environment and no credentials.
 pub fn credrot_command(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credrot"));
+    isolated_command(env!("CARGO_BIN_EXE_credrot"), dir)
+}
+
+/// `program` in `dir` with the same clean AWS environment as [`credrot_command`].
+pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir);
     for var in [
         "AWS_ACCESS_KEY_ID",
@@ -231,6 +265,9 @@ pub fn credrot_command(dir: &Path) -> Command {
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "CREDROT_CONFIG",
+        "CREDROT_SSH_KEY",
+        "CREDROT_SSH_PASSPHRASE",
+        "SSH_AUTH_SOCK",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
