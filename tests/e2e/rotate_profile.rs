@@ -115,10 +115,10 @@ fn rotate_profile_replaces_the_key_and_the_new_key_deletes_the_old() {
         s.moto.assert_key_works_for(&new, "frank");
         assert!(s.moto.whoami(&s.old).is_none(), "the old key is deleted");
         assert_eq!(s.moto.keys("frank"), [(new.id.clone(), true)]);
-        assert_eq!(s.signers("CreateAccessKey"), [s.old.id.clone()]);
+        assert_eq!(s.signers("CreateAccessKey"), [s.old.id.as_str()]);
         assert_eq!(
             s.signers("DeleteAccessKey"),
-            [new.id.clone()],
+            [new.id.as_str()],
             "the old key is deleted with the new key"
         );
 
