@@ -2,6 +2,7 @@
 
 use crate::aws::AwsError;
 use crate::config::ConfigError;
+use crate::credentials_file::FileError;
 use crate::profile::rotate::SelfRotateError;
 use crate::profile::ProfileError;
 use crate::session::SessionError;
@@ -58,6 +59,12 @@ pub enum Error {
     /// stdout or stderr could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Self {
+        Error::Profile(ProfileError::File(e))
+    }
 }
 
 impl From<SelfRotateError> for Error {

@@ -20,10 +20,12 @@ pub(super) fn run(
     let credentials = obtain(global, args)?;
     let mut child = std::process::Command::new(program);
     child.args(arguments);
-    // A profile variable next to the credentials would make some tools pick the profile.
+    // A profile variable next to the credentials would make some tools pick the profile,
+    // and the SSH key's passphrase is credrot's alone.
     child
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_DEFAULT_PROFILE");
+        .env_remove("AWS_DEFAULT_PROFILE")
+        .env_remove(crate::profile::PASSPHRASE_ENV);
     child.envs(session::env_vars(&credentials));
     let source = child.exec();
     Err(Error::Exec {

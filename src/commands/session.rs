@@ -3,7 +3,7 @@
 
 use super::source::{context_for, effective_profile, runtime};
 use crate::cli::{CredentialFormat, GlobalArgs, SessionArgs};
-use crate::credentials_file::CredentialsFile;
+use crate::credentials_file::{CredentialsFile, Document};
 use crate::error::Error;
 use crate::profile::{self, ProfileError, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN};
 use crate::session::cache::{CacheKey, SessionCache};
@@ -128,27 +128,33 @@ fn check_target(global: &GlobalArgs, target: &str) -> Result<(), Error> {
     }
     let file = CredentialsFile::locate().map_err(ProfileError::from)?;
     let document = file.read().map_err(ProfileError::from)?;
-    if !document.has_profile(target) {
-        return Ok(());
+    match overwrite_refusal(&document, &file, target) {
+        Some(message) => Err(Error::Usage(message)),
+        None => Ok(()),
     }
-    if let Ok(stored) = profile::StoredProfile::read(&document, file.path(), target) {
-        if !stored.has_session_token() || stored.kind() != profile::cipher::ValueKind::Plain {
-            return Err(Error::Usage(format!(
-                "profile [{target}] in {} holds a long-lived or encrypted key, which --write-profile would overwrite; choose another profile name",
-                file.path().display()
-            )));
-        }
-    }
-    Ok(())
+}
+
+/// Why `target` must not receive temporary credentials, if it must not.
+fn overwrite_refusal(document: &Document, file: &CredentialsFile, target: &str) -> Option<String> {
+    let stored = profile::StoredProfile::read(document, file.path(), target).ok()?;
+    (!stored.has_session_token() || stored.kind() != profile::cipher::ValueKind::Plain).then(|| {
+        format!(
+            "profile [{target}] in {} holds a long-lived or encrypted key, which --write-profile would overwrite; choose another profile name",
+            file.path().display()
+        )
+    })
 }
 
 fn write_to_profile(target: &str, credentials: &TemporaryCredentials) -> Result<(), Error> {
     let file = CredentialsFile::locate().map_err(ProfileError::from)?;
     file.edit(|document| {
+        // Checked again under the lock: the file may have changed during the STS call.
+        if let Some(message) = overwrite_refusal(document, &file, target) {
+            return Err(Error::Usage(message));
+        }
         document.set(target, ACCESS_KEY_ID, &credentials.key.id)?;
         document.set(target, SECRET_ACCESS_KEY, credentials.key.expose())?;
-        document.set(target, SESSION_TOKEN, credentials.token.expose_secret())
+        document.set(target, SESSION_TOKEN, credentials.token.expose_secret())?;
+        Ok(())
     })
-    .map_err(ProfileError::from)?;
-    Ok(())
 }

@@ -18,6 +18,8 @@ pub struct Seen {
     pub action: String,
     /// The access key id that signed it.
     pub signer: String,
+    /// The form-encoded parameters.
+    pub body: String,
 }
 
 /// What to do with a matching call.
@@ -171,6 +173,7 @@ fn serve(shared: &Shared, stream: TcpStream) -> std::io::Result<()> {
     shared.seen.lock().unwrap().push(Seen {
         action: action.clone(),
         signer: signer.clone(),
+        body: body.clone(),
     });
     let mut refusal = None;
     for rule in shared.rules.lock().unwrap().iter() {

@@ -218,6 +218,7 @@ fn rotate_profile_keeps_a_working_key_when_any_step_fails() {
                 assert_ne!(now.id, s.old.id, "the verified new key is in the profile");
                 assert_eq!(s.moto.keys("frank").len(), 2, "the old key is still there");
                 assert!(err.contains("aws iam delete-access-key"), "{err}");
+                assert!(!err.contains(&now.secret), "{err}");
             }
             _ => unreachable!(),
         }

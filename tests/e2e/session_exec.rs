@@ -215,6 +215,46 @@ fn sessions_are_cached_per_profile_until_shortly_before_expiry() {
 }
 
 #[test]
+fn the_duration_and_the_mfa_code_reach_sts() {
+    let moto = Moto::start_without_auth();
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let home = home();
+    home.credrot_at(&proxy.endpoint)
+        .args([
+            "session",
+            "--profile",
+            "work",
+            "--duration",
+            "90m",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--mfa-serial",
+            "arn:aws:iam::123456789012:mfa/me",
+            "--token-code",
+            "123456",
+        ])
+        .assert()
+        .success();
+    let calls: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.action == "GetSessionToken")
+        .collect();
+    assert_eq!(calls.len(), 1);
+    let params: Vec<&str> = calls[0].body.split('&').collect();
+    for expected in [
+        "DurationSeconds=5400",
+        "SerialNumber=arn%3Aaws%3Aiam%3A%3A123456789012%3Amfa%2Fme",
+        "TokenCode=123456",
+    ] {
+        assert!(params.contains(&expected), "{expected} not in {params:?}");
+    }
+    assert_eq!(calls[0].signer, "AKIAWORKEXAMPLE");
+}
+
+#[test]
 fn durations_outside_what_sts_allows_are_refused_before_any_call() {
     let home = home();
     let tripwire = Tripwire::new();
@@ -301,17 +341,18 @@ fn exec_runs_the_command_with_the_credentials_and_its_exit_code() {
         .credrot_at(&moto.endpoint)
         .env("AWS_PROFILE", "work")
         .args(["exec", "--no-cache", "--", "sh", "-c"])
-        .arg("printf '%s|%s|%s|%s' \"$AWS_ACCESS_KEY_ID\" \"$AWS_SECRET_ACCESS_KEY\" \"$AWS_SESSION_TOKEN\" \"${AWS_PROFILE-unset}\"; exit 7")
+        .arg("printf '%s|%s|%s|%s|%s' \"$AWS_ACCESS_KEY_ID\" \"$AWS_SECRET_ACCESS_KEY\" \"$AWS_SESSION_TOKEN\" \"${AWS_PROFILE-unset}\" \"${CREDROT_SSH_PASSPHRASE-unset}\"; exit 7")
         .assert()
         .code(7);
     let fields: Vec<String> = stdout_of(&out).split('|').map(str::to_string).collect();
-    assert_eq!(fields.len(), 4, "{fields:?}");
+    assert_eq!(fields.len(), 5, "{fields:?}");
     assert!(fields[..3].iter().all(|f| !f.is_empty()), "{fields:?}");
     assert_ne!(
         fields[0], "AKIAWORKEXAMPLE",
         "temporary, not the profile's key"
     );
     assert_eq!(fields[3], "unset", "AWS_PROFILE is not passed on");
+    assert_eq!(fields[4], "unset", "the SSH passphrase is not passed on");
     assert_eq!(
         home.read_credentials(),
         before,
