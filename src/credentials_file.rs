@@ -668,7 +668,7 @@ aws_access_key_id = AKIAOTHER
     }
 
     #[test]
-    fn a_held_lock_makes_an_edit_wait_then_fail() {
+    fn the_lock_excludes_a_second_holder_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");
         std::fs::write(&path, "[a]\nk = 1\n").unwrap();
