@@ -16,6 +16,12 @@ Examples:
 
   credrot status --fail-on overdue               exit 3 if any key is past max_age
 
+Your own credentials (~/.aws/credentials):
+  eval $(credrot session --profile work)         temporary credentials in this shell
+  credrot exec --profile work -- terraform plan  run one command with temporary credentials
+  credrot profile encrypt work                   encrypt a profile with your ED25519 SSH key
+  credrot rotate-profile work                    rotate the profile's own access key
+
 Exit codes: 0 success, 1 a rotation, store or AWS step failed, 2 usage or configuration
 error (nothing changed), 3 a status gate (--fail-on) tripped.";
 
@@ -123,6 +129,145 @@ pub enum Command {
     },
     /// Print the man page (roff; e.g. credrot man > credrot.1)
     Man,
+    /// Print temporary credentials from STS (GetSessionToken, or AssumeRole with --role-arn)
+    Session {
+        /// Which credentials.
+        #[command(flatten)]
+        session: SessionArgs,
+        /// How to print them [default: env, or nothing with --write-profile]
+        #[arg(long, value_enum)]
+        format: Option<CredentialFormat>,
+        /// Write them to this profile of the credentials file instead
+        #[arg(long, value_name = "NAME")]
+        write_profile: Option<String>,
+    },
+    /// Run COMMAND with temporary credentials in its environment; its exit code is credrot's
+    Exec {
+        /// Which credentials.
+        #[command(flatten)]
+        session: SessionArgs,
+        /// The command and its arguments (after --)
+        #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Encrypted profiles of the shared credentials file
+    Profile {
+        /// What to do.
+        #[command(subcommand)]
+        action: ProfileCommand,
+    },
+    /// Print a profile's key as credential_process JSON (decrypting it in memory); use as
+    /// `credential_process = credrot credential-process --profile NAME` in ~/.aws/config
+    CredentialProcess {
+        /// The SSH key.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+    /// Rotate the access key of a profile with itself: create, store, verify, delete the old
+    RotateProfile {
+        /// The profile, as in [NAME] of the credentials file
+        profile: String,
+        /// How long to retry STS and IAM while IAM propagates the new key
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        verify_timeout: Duration,
+        /// The SSH key, when the profile is encrypted.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+}
+
+/// Which SSH key encrypts profiles.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SshKeyArgs {
+    /// Passphrase-protected ED25519 private key whose signature derives the profile key
+    /// [default: ~/.ssh/id_ed25519]
+    #[arg(long, value_name = "PATH", env = "CREDROT_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// Options of `session` and `exec`: which temporary credentials to get.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// How long the credentials last: 15m to 36h (with --role-arn up to 12h)
+    /// [default: 12h, with --role-arn 1h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Serial number or ARN of your MFA device
+    #[arg(long, value_name = "ARN", requires = "token_code")]
+    pub mfa_serial: Option<String>,
+    /// The current 6-digit code of the MFA device
+    #[arg(long, value_name = "CODE", requires = "mfa_serial")]
+    pub token_code: Option<String>,
+    /// Assume this role (STS AssumeRole) instead of GetSessionToken
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Session name for --role-arn, shown in CloudTrail
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "role_arn",
+        default_value = "credrot"
+    )]
+    pub role_session_name: String,
+    /// Always ask STS: neither read nor write the session cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The SSH key, when the profile is encrypted.
+    #[command(flatten)]
+    pub ssh: SshKeyArgs,
+}
+
+/// How `credrot session` prints the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialFormat {
+    /// `export AWS_ACCESS_KEY_ID=...` lines, for `eval $(credrot session)`.
+    Env,
+    /// One JSON object.
+    Json,
+    /// The JSON of an AWS `credential_process` (Version 1, with Expiration).
+    CredentialProcess,
+}
+
+/// `credrot profile ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// List the profiles of the credentials file and whether each is encrypted
+    List,
+    /// Show one profile's key id (decrypting it if needed); the secret only with --reveal
+    Show {
+        /// The profile, as in [NAME] of the credentials file
+        profile: String,
+        /// Also print the secret access key
+        #[arg(long)]
+        reveal: bool,
+        /// The SSH key.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+    /// Encrypt the profile's access key id and secret in place
+    Encrypt {
+        /// The profile; `default` is refused
+        profile: String,
+        /// The SSH key.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+    /// Decrypt the profile back to plain text in place
+    Decrypt {
+        /// The profile
+        profile: String,
+        /// The SSH key.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+    /// Re-encrypt a profile that iam-sorry encrypted with credrot's scheme
+    ImportIamSorry {
+        /// The profile
+        profile: String,
+        /// The SSH key iam-sorry used (its default is ~/.ssh/id_ed25519 too).
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
 }
 
 /// Shells `credrot completions` writes scripts for.

@@ -2,6 +2,10 @@
 
 use crate::aws::AwsError;
 use crate::config::ConfigError;
+use crate::credentials_file::FileError;
+use crate::profile::rotate::SelfRotateError;
+use crate::profile::ProfileError;
+use crate::session::SessionError;
 use crate::store::StoreError;
 use std::process::ExitCode;
 
@@ -54,9 +58,40 @@ pub enum Error {
         /// Users at or past it.
         users: usize,
     },
+    /// A profile of the credentials file could not be read, decrypted or written.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// Temporary credentials could not be had.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// `rotate-profile` stopped; the message says which key the profile holds.
+    #[error(transparent)]
+    SelfRotation(Box<SelfRotateError>),
+    /// `exec` could not start its command.
+    #[error("cannot run {program}: {source}")]
+    Exec {
+        /// The command.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// stdout or stderr could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Self {
+        Error::Profile(ProfileError::File(e))
+    }
+}
+
+impl From<SelfRotateError> for Error {
+    fn from(e: SelfRotateError) -> Self {
+        // Boxed: its messages carry several names, and every Result<_, Error> pays for the
+        // largest variant.
+        Error::SelfRotation(Box::new(e))
+    }
 }
 
 impl Error {
@@ -66,11 +101,22 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Error::GateTripped { .. } => EXIT_GATE,
+            Error::Profile(e) if e.is_usage() => EXIT_USAGE,
+            Error::Session(e) if e.is_usage() => EXIT_USAGE,
+            Error::SelfRotation(e) if e.is_usage() => EXIT_USAGE,
+            // A command that does not exist is a mistake on the command line.
+            Error::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EXIT_USAGE
+            }
             Error::Aws(_)
             | Error::Store(_)
             | Error::RunFailed { .. }
             | Error::Terraform(_)
             | Error::StatusIncomplete { .. }
+            | Error::Profile(_)
+            | Error::Session(_)
+            | Error::SelfRotation(_)
+            | Error::Exec { .. }
             | Error::Output(_) => EXIT_FAILURE,
         }
     }

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials_file;
 pub mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;
@@ -15,8 +16,10 @@ pub mod fsutil;
 mod logging;
 pub mod output;
 pub mod policy;
+pub mod profile;
 pub mod rotation;
 pub mod secret;
+pub mod session;
 pub mod status;
 pub mod store;
 pub mod terraform;

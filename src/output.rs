@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::sync::Mutex;
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
@@ -17,7 +17,7 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
-fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+pub(crate) fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
 }

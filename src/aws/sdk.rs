@@ -7,6 +7,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 use std::collections::BTreeMap;
@@ -73,6 +74,25 @@ impl AwsContext {
     /// A context over an SDK configuration made elsewhere (tests, embedding programs).
     pub fn from_sdk_config(sdk_config: SdkConfig) -> AwsContext {
         AwsContext { sdk_config }
+    }
+
+    /// The same configuration, signing with `key` (and `session_token`) instead of whatever
+    /// the credential chain would find: for keys credrot decrypted or just created.
+    pub fn with_credentials(&self, key: &AccessKey, session_token: Option<&str>) -> AwsContext {
+        let credentials = Credentials::new(
+            &key.id,
+            key.expose(),
+            session_token.map(str::to_string),
+            None,
+            "credrot",
+        );
+        AwsContext {
+            sdk_config: self
+                .sdk_config
+                .to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(credentials))
+                .build(),
+        }
     }
 
     /// The shared SDK configuration.

@@ -1,7 +1,13 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
 mod context;
+mod credential_process;
+mod exec;
+mod profile;
 mod rotate;
+mod rotate_profile;
+mod session;
+mod source;
 mod status;
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -79,6 +85,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config = load_config(global, false)?;
             rotate::rotate_path(&config, path, usize::from(*concurrency), global, rotation)
         }
+        Command::Session {
+            session: args,
+            format,
+            write_profile,
+        } => session::run(global, args, *format, write_profile.as_deref()),
+        Command::Exec {
+            session: args,
+            command,
+        } => exec::run(global, args, command),
+        Command::Profile { action } => profile::run(global, action),
+        Command::CredentialProcess { ssh } => credential_process::run(global, ssh),
+        Command::RotateProfile {
+            profile,
+            verify_timeout,
+            ssh,
+        } => rotate_profile::run(global, profile, *verify_timeout, ssh),
     }
 }
 

@@ -46,16 +46,26 @@ pub fn free_port() -> u16 {
 impl Moto {
     /// Start moto and bootstrap the admin identity; after this every request is checked.
     pub fn start() -> Moto {
-        Self::start_with_bootstrap(BOOTSTRAP_REQUESTS)
+        Self::start_with_bootstrap(Some(BOOTSTRAP_REQUESTS))
     }
 
-    fn start_with_bootstrap(bootstrap: u32) -> Moto {
+    /// Start moto with IAM authentication off. Only for what moto cannot do with it on:
+    /// its STS session keys are fixed examples that it refuses itself under authentication.
+    pub fn start_without_auth() -> Moto {
+        Self::start_with_bootstrap(None)
+    }
+
+    fn start_with_bootstrap(bootstrap: Option<u32>) -> Moto {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = std::process::Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", bootstrap.to_string())
+        let mut command = std::process::Command::new(&program);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        match bootstrap {
+            Some(n) => command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string()),
+            None => command.env_remove("INITIAL_NO_AUTH_ACTION_COUNT"),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
@@ -137,6 +147,25 @@ impl Moto {
     pub fn create_user(&self, user: &str, path: &str) {
         self.rt
             .block_on(self.iam().create_user().user_name(user).path(path).send())
+            .unwrap();
+    }
+
+    /// Allow `user` the IAM/STS `actions` (an inline policy): under authentication a new
+    /// user may do nothing.
+    pub fn allow(&self, user: &str, actions: &[&str]) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        });
+        self.rt
+            .block_on(
+                self.iam()
+                    .put_user_policy()
+                    .user_name(user)
+                    .policy_name("credrot-test")
+                    .policy_document(policy.to_string())
+                    .send(),
+            )
             .unwrap();
     }
 
@@ -364,7 +393,17 @@ pub fn credrot_command(dir: &Path) -> Command {
 
 /// [`credrot_command`] as a plain process.
 pub fn credrot_process(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_credrot"));
+    isolated_process(env!("CARGO_BIN_EXE_credrot"), dir)
+}
+
+/// `program` in `dir` with the same clean AWS environment as [`credrot_command`].
+pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    Command::from_std(isolated_process(program, dir))
+}
+
+/// [`isolated_command`] as a plain process.
+pub fn isolated_process(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
     cmd.current_dir(dir);
     for var in [
         "AWS_ACCESS_KEY_ID",
@@ -375,6 +414,9 @@ pub fn credrot_process(dir: &Path) -> std::process::Command {
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "CREDROT_CONFIG",
+        "CREDROT_SSH_KEY",
+        "CREDROT_SSH_PASSPHRASE",
+        "SSH_AUTH_SOCK",
         "RUST_LOG",
         "CREDROT_OP",
         "OP_SERVICE_ACCOUNT_TOKEN",

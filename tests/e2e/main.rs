@@ -2,6 +2,8 @@
 //! authentication on. One test binary, as ripgrep does, so the harness is compiled once.
 
 mod harness;
+mod home;
+mod proxy;
 
 mod bad_input;
 mod concurrency;
@@ -9,8 +11,11 @@ mod config_errors;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod faults;
+mod profile;
 mod rotate_path;
+mod rotate_profile;
 mod schedule;
+mod session_exec;
 mod staged;
 mod status;
 mod stores_aws;

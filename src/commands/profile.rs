@@ -1,0 +1,161 @@
+//! `credrot profile list|show|encrypt|decrypt|import-iam-sorry`.
+
+use crate::cli::{GlobalArgs, OutputFormat, ProfileCommand, SshKeyArgs};
+use crate::credentials_file::CredentialsFile;
+use crate::error::Error;
+use crate::output;
+use crate::profile::{self, cipher::ValueKind, Change, LazyKey, ProfileError};
+use secrecy::ExposeSecret;
+use std::io::Write;
+
+/// Run one `profile` subcommand.
+pub(super) fn run(global: &GlobalArgs, action: &ProfileCommand) -> Result<(), Error> {
+    let file = CredentialsFile::locate().map_err(ProfileError::from)?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        ProfileCommand::List => list(&file, global.output, &mut out),
+        ProfileCommand::Show {
+            profile,
+            reveal,
+            ssh,
+        } => show(&file, profile, *reveal, ssh, global.output, &mut out),
+        ProfileCommand::Encrypt { profile, ssh } => {
+            let mut keys = keys(ssh);
+            let change = profile::encrypt(&file, profile, &mut keys)?;
+            report(&mut out, change, &file, profile, "encrypted", &keys)?;
+            if change == Change::Done {
+                writeln!(
+                    out,
+                    "AWS tools cannot read encrypted values themselves; give them the key through ~/.aws/config:\n\n[profile {profile}-credrot]\ncredential_process = credrot credential-process --profile {profile}{}\n",
+                    // Absolute: the AWS tools run the command from any directory.
+                    ssh.ssh_key
+                        .as_ref()
+                        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                        .map(|p| format!(" --ssh-key {}", p.display()))
+                        .unwrap_or_default()
+                )?;
+            }
+            Ok(())
+        }
+        ProfileCommand::Decrypt { profile, ssh } => {
+            let mut keys = keys(ssh);
+            let change = profile::decrypt(&file, profile, &mut keys)?;
+            report(&mut out, change, &file, profile, "decrypted", &keys)
+        }
+        ProfileCommand::ImportIamSorry { profile, ssh } => {
+            let mut keys = keys(ssh);
+            let change = profile::import_iam_sorry(&file, profile, &mut keys)?;
+            report(
+                &mut out,
+                change,
+                &file,
+                profile,
+                "re-encrypted with credrot's scheme",
+                &keys,
+            )
+        }
+    }
+}
+
+fn keys(ssh: &SshKeyArgs) -> LazyKey {
+    LazyKey::new(ssh.ssh_key.as_deref())
+}
+
+fn report(
+    out: &mut dyn Write,
+    change: Change,
+    file: &CredentialsFile,
+    profile: &str,
+    done: &str,
+    keys: &LazyKey,
+) -> Result<(), Error> {
+    match change {
+        Change::Done => writeln!(
+            out,
+            "profile [{profile}] in {} {done}{}",
+            file.path().display(),
+            keys.fingerprint()
+                .map(|f| format!(" (SSH key {f})"))
+                .unwrap_or_default()
+        )?,
+        Change::Unchanged => writeln!(
+            out,
+            "profile [{profile}] in {} is {done} already; nothing changed",
+            file.path().display()
+        )?,
+    }
+    Ok(())
+}
+
+fn list(file: &CredentialsFile, format: OutputFormat, out: &mut dyn Write) -> Result<(), Error> {
+    let profiles = profile::list(file)?;
+    if format == OutputFormat::Json {
+        output::write_json(out, &profiles)?;
+        return Ok(());
+    }
+    let mut table = output::table(&["PROFILE", "STORED", "ACCESS KEY ID", "TEMPORARY"]);
+    for p in &profiles {
+        table.add_row(vec![
+            p.name.clone(),
+            p.state.to_string(),
+            p.access_key_id.clone().unwrap_or_else(|| "-".into()),
+            if p.temporary { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    writeln!(out, "{table}")?;
+    Ok(())
+}
+
+fn show(
+    file: &CredentialsFile,
+    name: &str,
+    reveal: bool,
+    ssh: &SshKeyArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let stored = profile::load(file, name)?;
+    let credentials = stored.decrypt(&mut keys(ssh))?;
+    let state = match stored.kind() {
+        ValueKind::Plain => "plain",
+        ValueKind::Credrot => "encrypted",
+        ValueKind::Foreign => "foreign",
+    };
+    let secret = reveal.then(|| credentials.key.expose().to_string());
+    if format == OutputFormat::Json {
+        output::write_json(
+            out,
+            &serde_json::json!({
+                "profile": name,
+                "file": file.path(),
+                "stored": state,
+                "aws_access_key_id": credentials.key.id,
+                "aws_secret_access_key": secret,
+                "aws_session_token": reveal.then(|| credentials.session_token.as_ref().map(|t| t.expose_secret().to_string())).flatten(),
+                "temporary": credentials.session_token.is_some(),
+            }),
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "profile:                {name}")?;
+    writeln!(out, "file:                   {}", file.path().display())?;
+    writeln!(out, "stored:                 {state}")?;
+    writeln!(out, "aws_access_key_id:      {}", credentials.key.id)?;
+    writeln!(
+        out,
+        "aws_secret_access_key:  {}",
+        secret.unwrap_or_else(|| "(hidden; --reveal prints it)".into())
+    )?;
+    if let Some(token) = &credentials.session_token {
+        writeln!(
+            out,
+            "aws_session_token:      {}",
+            if reveal {
+                token.expose_secret()
+            } else {
+                "(hidden; --reveal prints it)"
+            }
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `credrot session`: temporary credentials from STS, printed or written to a profile; and
+//! [`obtain`], shared with `exec`.
+
+use super::source::{context_for, effective_profile, runtime};
+use crate::cli::{CredentialFormat, GlobalArgs, SessionArgs};
+use crate::credentials_file::{CredentialsFile, Document};
+use crate::error::Error;
+use crate::profile::{self, ProfileError, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN};
+use crate::session::cache::{CacheKey, SessionCache};
+use crate::session::{
+    self, Format, Mfa, SdkSts, SessionKind, SessionRequest, TemporaryCredentials,
+};
+use secrecy::ExposeSecret;
+use std::io::Write;
+
+/// Run `credrot session`.
+pub(super) fn run(
+    global: &GlobalArgs,
+    args: &SessionArgs,
+    format: Option<CredentialFormat>,
+    write_profile: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(target) = write_profile {
+        check_target(global, target)?;
+    }
+    let credentials = obtain(global, args)?;
+    if let Some(target) = write_profile {
+        write_to_profile(target, &credentials)?;
+        eprintln!(
+            "credrot: wrote temporary credentials {} to profile [{target}]; they expire at {}",
+            credentials.key.id,
+            session::rfc3339(credentials.expiration)
+        );
+    }
+    if format.is_some() || write_profile.is_none() {
+        let format = match format.unwrap_or(CredentialFormat::Env) {
+            CredentialFormat::Env => Format::Env,
+            CredentialFormat::Json => Format::Json,
+            CredentialFormat::CredentialProcess => Format::CredentialProcess,
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(session::render(&credentials, format).as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Temporary credentials for the request in `args`: from the cache when a fresh session is
+/// there, else from STS (and then cached).
+pub(super) fn obtain(
+    global: &GlobalArgs,
+    args: &SessionArgs,
+) -> Result<TemporaryCredentials, Error> {
+    let kind = match &args.role_arn {
+        Some(role_arn) => SessionKind::AssumeRole {
+            role_arn: role_arn.clone(),
+            session_name: args.role_session_name.clone(),
+        },
+        None => SessionKind::SessionToken,
+    };
+    let mfa = match (&args.mfa_serial, &args.token_code) {
+        (Some(serial), Some(code)) => Some(Mfa {
+            serial: serial.clone(),
+            code: code.clone(),
+        }),
+        _ => None,
+    };
+    let request = SessionRequest::new(kind, args.duration, mfa)?;
+    let profile = effective_profile(global);
+    let cache = if args.no_cache {
+        None
+    } else {
+        SessionCache::locate()
+    };
+    let key = CacheKey::new(
+        profile.as_deref().unwrap_or_default(),
+        &fingerprint(global, &request, profile.is_none()),
+    );
+    if let Some(hit) = cache.as_ref().and_then(|c| c.load(&key)) {
+        tracing::info!(key = %hit.key.id, "using cached session credentials");
+        return Ok(hit);
+    }
+    let credentials = runtime()?.block_on(async {
+        let aws = context_for(global, profile, &args.ssh).await?;
+        session::request(&SdkSts::new(&aws), &request)
+            .await
+            .map_err(Error::from)
+    })?;
+    if let Some(cache) = &cache {
+        // A cache that cannot be written only costs the next run an STS call.
+        if let Err(e) = cache.store(&key, &credentials) {
+            tracing::warn!("cannot cache the session in {}: {e}", cache.dir().display());
+        }
+    }
+    Ok(credentials)
+}
+
+/// Everything besides the profile that makes another session: the request, where it goes,
+/// and, without a profile, which key from the environment asks.
+fn fingerprint(global: &GlobalArgs, request: &SessionRequest, from_environment: bool) -> String {
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let mut parts = vec![
+        format!("{:?}", request.kind),
+        request.duration.as_secs().to_string(),
+        request
+            .mfa
+            .as_ref()
+            .map(|m| m.serial.clone())
+            .unwrap_or_default(),
+        global.endpoint_url.clone().unwrap_or_default(),
+        env("AWS_ENDPOINT_URL"),
+        env("AWS_ENDPOINT_URL_STS"),
+        global.region.clone().unwrap_or_default(),
+    ];
+    if from_environment {
+        parts.push(env("AWS_ACCESS_KEY_ID"));
+    }
+    parts.join("|")
+}
+
+/// Refuse, before STS is called, a target profile that holds a long-lived or encrypted key:
+/// temporary credentials must never overwrite a key that would then be lost.
+fn check_target(global: &GlobalArgs, target: &str) -> Result<(), Error> {
+    if effective_profile(global).as_deref() == Some(target) {
+        return Err(Error::Usage(format!(
+            "--write-profile {target} would overwrite the key the session is made from; write to another profile, e.g. --write-profile {target}-session"
+        )));
+    }
+    let file = CredentialsFile::locate().map_err(ProfileError::from)?;
+    let document = file.read().map_err(ProfileError::from)?;
+    match overwrite_refusal(&document, &file, target) {
+        Some(message) => Err(Error::Usage(message)),
+        None => Ok(()),
+    }
+}
+
+/// Why `target` must not receive temporary credentials, if it must not.
+fn overwrite_refusal(document: &Document, file: &CredentialsFile, target: &str) -> Option<String> {
+    let stored = profile::StoredProfile::read(document, file.path(), target).ok()?;
+    (!stored.has_session_token() || stored.kind() != profile::cipher::ValueKind::Plain).then(|| {
+        format!(
+            "profile [{target}] in {} holds a long-lived or encrypted key, which --write-profile would overwrite; choose another profile name",
+            file.path().display()
+        )
+    })
+}
+
+fn write_to_profile(target: &str, credentials: &TemporaryCredentials) -> Result<(), Error> {
+    let file = CredentialsFile::locate().map_err(ProfileError::from)?;
+    file.edit(|document| {
+        // Checked again under the lock: the file may have changed during the STS call.
+        if let Some(message) = overwrite_refusal(document, &file, target) {
+            return Err(Error::Usage(message));
+        }
+        document.set(target, ACCESS_KEY_ID, &credentials.key.id)?;
+        document.set(target, SECRET_ACCESS_KEY, credentials.key.expose())?;
+        document.set(target, SESSION_TOKEN, credentials.token.expose_secret())?;
+        Ok(())
+    })
+}
