@@ -27,6 +27,12 @@ install_test_requirements() {
     scripts="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
     user_scripts="$("$PYTHON" -c 'import site, os; print(os.path.join(site.getuserbase(), "bin"))')"
     export PATH="$scripts:$user_scripts:$PATH"
+    # ssh-keygen and ssh-agent make the keys the encrypted-profile tests use.
+    if ! command -v ssh-keygen >/dev/null 2>&1 || ! command -v ssh-agent >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || die "ssh-keygen/ssh-agent missing: install OpenSSH's client"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client; } >/dev/null ||
+            die "apt-get could not install openssh-client"
+    fi
     need moto_server "pip install -r requirements-test.txt should have installed it"
     need task "pip install -r requirements-test.txt should have installed it"
 }
