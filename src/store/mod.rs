@@ -75,6 +75,19 @@ pub struct WriteContext {
     pub rotated_at: SystemTime,
 }
 
+#[cfg(test)]
+impl WriteContext {
+    /// A context for store unit tests.
+    pub(crate) fn for_test(user: &str) -> Self {
+        WriteContext {
+            user: user.to_string(),
+            service: None,
+            previous_key_id: None,
+            rotated_at: SystemTime::now(),
+        }
+    }
+}
+
 /// A place that hands an access key out to the services that use it.
 ///
 /// A rotation reads every store first (which doubles as a preflight), writes the new key to

@@ -208,15 +208,8 @@ impl SecretStore for OutfileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
-
     fn ctx() -> WriteContext {
-        WriteContext {
-            user: "u".into(),
-            service: None,
-            previous_key_id: None,
-            rotated_at: SystemTime::now(),
-        }
+        WriteContext::for_test("u")
     }
 
     #[tokio::test]

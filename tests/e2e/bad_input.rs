@@ -126,11 +126,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             _ => GOOD_CONFIG,
         };
         std::fs::write(dir.path().join("services.toml"), config).unwrap();
-        std::fs::write(
-            dir.path().join("app.json"),
-            serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
-        )
-        .unwrap();
+        crate::harness::write_key_file(&dir.path().join("app.json"), &key);
         let before = snapshot(&moto, dir.path());
         let mut cmd = moto.credrot_process(dir.path());
         // One attempt per call: the unreachable case must not wait through the retries.

@@ -312,7 +312,7 @@ impl Moto {
 
     /// Seed the secret `name` with `key` as its AWSCURRENT value (creating it if needed).
     pub fn put_secret_key(&self, name: &str, key: &Key) {
-        let value = serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret});
+        let value = key_document(key);
         let sm = self.secrets_manager();
         self.rt.block_on(async {
             if sm.describe_secret().secret_id(name).send().await.is_err() {
@@ -548,6 +548,16 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
+}
+
+/// The JSON document a `file` store holds: `{"AccessKeyId": .., "SecretAccessKey": ..}`.
+pub fn key_document(key: &Key) -> String {
+    serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string()
+}
+
+/// Put `key` in a `file` store at `path`, as if an earlier run had stored it.
+pub fn write_key_file(path: &Path, key: &Key) {
+    std::fs::write(path, key_document(key)).unwrap();
 }
 
 /// The key in a credrot JSON key document entry.

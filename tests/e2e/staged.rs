@@ -15,11 +15,7 @@ fn setup(moto: &Moto, policy: &str) -> (tempfile::TempDir, Key) {
     .unwrap();
     moto.create_user("batch", "/");
     let old = moto.create_key("batch", true);
-    std::fs::write(
-        dir.path().join("batch.json"),
-        serde_json::json!({"AccessKeyId": old.id, "SecretAccessKey": old.secret}).to_string(),
-    )
-    .unwrap();
+    crate::harness::write_key_file(&dir.path().join("batch.json"), &old);
     (dir, old)
 }
 

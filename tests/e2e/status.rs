@@ -13,11 +13,7 @@ fn write_config(dir: &Path, policy: &str) {
 }
 
 fn store(dir: &Path, key: &Key) {
-    std::fs::write(
-        dir.join("app.json"),
-        serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
-    )
-    .unwrap();
+    crate::harness::write_key_file(&dir.join("app.json"), key);
 }
 
 /// Run status with `args`; returns (exit code, the user's JSON entry, raw stdout).
@@ -115,11 +111,7 @@ fn path_users_are_reported_and_a_table_is_printed() {
     for user in ["b1", "b2"] {
         moto.create_user(user, "/Batch/");
         let key = moto.create_key(user, true);
-        std::fs::write(
-            dir.path().join(format!("{user}.json")),
-            serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
-        )
-        .unwrap();
+        crate::harness::write_key_file(&dir.path().join(format!("{user}.json")), &key);
     }
     let out = moto
         .credrot(dir.path())

@@ -228,11 +228,7 @@ fn a_store_region_overrides_the_service_region() {
 /// Seed a file, a secret and two parameters with `key`, as a previous rotation would have.
 fn seed_all_stores(moto: &Moto, dir: &Path, key: &Key) {
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    std::fs::write(
-        dir.join("secrets/pg.json"),
-        serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.secret}).to_string(),
-    )
-    .unwrap();
+    crate::harness::write_key_file(&dir.join("secrets/pg.json"), key);
     moto.put_secret_key(SECRET, key);
     moto.put_ssm_key(PREFIX, key);
 }

@@ -91,11 +91,7 @@ fn a_terraform_key_that_does_not_work_is_not_stored() {
     let moto = Moto::start();
     let dir = setup(&moto, "redis");
     let good = moto.create_key("redis-backup", true);
-    std::fs::write(
-        dir.path().join("redis.json"),
-        serde_json::json!({"AccessKeyId": good.id, "SecretAccessKey": good.secret}).to_string(),
-    )
-    .unwrap();
+    crate::harness::write_key_file(&dir.path().join("redis.json"), &good);
     write_state(
         dir.path(),
         &Key {

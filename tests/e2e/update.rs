@@ -238,11 +238,7 @@ fn a_lagging_store_that_cannot_be_fixed_stops_before_iam_changes() {
     let old = moto.create_key("postgresql-backup", true);
     std::fs::create_dir(dir.path().join("good")).unwrap();
     let good = dir.path().join("good/pg.json");
-    std::fs::write(
-        &good,
-        serde_json::json!({"AccessKeyId": old.id, "SecretAccessKey": old.secret}).to_string(),
-    )
-    .unwrap();
+    crate::harness::write_key_file(&good, &old);
 
     // The second store is empty, so it lags behind the first: credrot must bring it up to
     // date before retiring anything, and that fails.
