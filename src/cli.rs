@@ -121,6 +121,9 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: u16,
     },
+    /// Add a service to services.toml (keeping its comments) and print the Terraform for its
+    /// IAM user, S3 policy and optional rotating key. Prompts on a terminal; flags script it.
+    Generate(GenerateArgs),
     /// Print a shell completion script (e.g. credrot completions bash > /etc/bash_completion.d/credrot)
     Completions {
         /// The shell
@@ -268,6 +271,50 @@ pub enum ProfileCommand {
         #[command(flatten)]
         ssh: SshKeyArgs,
     },
+}
+
+/// Options of `generate`; any value not given is prompted for on a terminal.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Service name, e.g. redis
+    #[arg(long)]
+    pub name: Option<String>,
+    /// IAM user [default: NAME-backup]
+    #[arg(long, value_name = "USER")]
+    pub iam_user: Option<String>,
+    /// The S3 bucket the user may read and write
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// One line on what the key is for
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Tags, comma-separated [default: aws,NAME,s3,backup]
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Option<Vec<String>>,
+    /// Longest a key may live
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Where the key goes
+    #[arg(long, value_enum)]
+    pub store: Option<crate::generate::StoreKind>,
+    /// 1password: the vault [default: Automation]
+    #[arg(long)]
+    pub vault: Option<String>,
+    /// file: the path [default: secrets/{service}.json]
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<String>,
+    /// secrets-manager: the secret's name [default: credrot/NAME/aws]
+    #[arg(long)]
+    pub secret_name: Option<String>,
+    /// ssm: the parameter prefix [default: /credrot/NAME]
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Never prompt; missing required values are an error
+    #[arg(long)]
+    pub no_input: bool,
+    /// Print the result but do not write services.toml
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Shells `credrot completions` writes scripts for.

@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 pub mod fsutil;
+pub mod generate;
 mod logging;
 pub mod output;
 pub mod policy;

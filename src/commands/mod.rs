@@ -3,6 +3,7 @@
 mod context;
 mod credential_process;
 mod exec;
+mod generate;
 mod profile;
 mod rotate;
 mod rotate_profile;
@@ -61,6 +62,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     concurrency: usize::from(*concurrency),
                 },
             )
+        }
+        Command::Generate(args) => {
+            let path = global
+                .config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            generate::run(&path, args)
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

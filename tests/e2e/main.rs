@@ -11,6 +11,7 @@ mod config_errors;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod faults;
+mod generate;
 mod profile;
 mod rotate_path;
 mod rotate_profile;
