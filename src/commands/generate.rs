@@ -59,7 +59,7 @@ impl Asker {
             None if !self.interactive => Ok(StoreKind::File),
             None => Select::with_theme(&SimpleTheme)
                 .with_prompt("Store for the key")
-                .items(&KINDS.map(|(_, label)| label))
+                .items(KINDS.map(|(_, label)| label))
                 .default(0)
                 .interact()
                 .map(|i| KINDS[i].0)
