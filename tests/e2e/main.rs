@@ -6,6 +6,7 @@ mod home;
 mod proxy;
 
 mod bad_input;
+mod completions;
 mod concurrency;
 mod config_errors;
 #[cfg(feature = "failpoints")]
