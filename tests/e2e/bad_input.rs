@@ -87,6 +87,13 @@ const CASES: &[Case] = &[
         expect: &["iam:CreateAccessKey", "grant the rotating identity this permission"],
     },
     Case {
+        name: "op missing",
+        setup: Setup::Config("[services.app]\niam_user = \"app\"\nstores = [{ kind = \"file\", path = \"app.json\" }, { kind = \"1password\" }]\n"),
+        args: &["update", "app"],
+        code: 1,
+        expect: &["1Password CLI", "was not found", "set CREDROT_OP"],
+    },
+    Case {
         name: "unwritable outfile",
         setup: Setup::Args,
         args: &["update", "app", "-o", "/proc/credrot-no-such-dir/keys.json"],
@@ -129,6 +136,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         crate::harness::write_key_file(&dir.path().join("app.json"), &key);
         let before = snapshot(&moto, dir.path());
         let mut cmd = moto.credrot_process(dir.path());
+        cmd.env("CREDROT_OP", dir.path().join("no-such-op"));
         // One attempt per call: the unreachable case must not wait through the retries.
         cmd.env("AWS_MAX_ATTEMPTS", "1").args(case.args);
         if let Setup::Env(name, value) = &case.setup {
