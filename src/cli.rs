@@ -47,7 +47,7 @@ pub struct GlobalArgs {
     /// AWS profile from the shared config files (else AWS_PROFILE, else default)
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// AWS region (else [defaults] region in services.toml, else the AWS_* settings)
+    /// AWS region (else the service's region, else [defaults] region, else the AWS_* settings)
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Send every AWS call to this endpoint (an emulator, a VPC endpoint)
@@ -118,7 +118,7 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
         unused_after: Duration,
         /// How many users are read at once
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
     },
     /// Add a service to services.toml (keeping its comments) and print the Terraform for its
@@ -169,6 +169,7 @@ pub enum Command {
     /// Rotate the access key of a profile with itself: create, store, verify, delete the old
     RotateProfile {
         /// The profile, as in [NAME] of the credentials file
+        #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
         /// How long to retry STS and IAM while IAM propagates the new key
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
@@ -239,6 +240,7 @@ pub enum ProfileCommand {
     /// Show one profile's key id (decrypting it if needed); the secret only with --reveal
     Show {
         /// The profile, as in [NAME] of the credentials file
+        #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
         /// Also print the secret access key
         #[arg(long)]
@@ -250,6 +252,7 @@ pub enum ProfileCommand {
     /// Encrypt the profile's access key id and secret in place
     Encrypt {
         /// The profile; `default` is refused
+        #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
         /// The SSH key.
         #[command(flatten)]
@@ -258,6 +261,7 @@ pub enum ProfileCommand {
     /// Decrypt the profile back to plain text in place
     Decrypt {
         /// The profile
+        #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
         /// The SSH key.
         #[command(flatten)]
@@ -266,6 +270,7 @@ pub enum ProfileCommand {
     /// Re-encrypt a profile that iam-sorry encrypted with credrot's scheme
     ImportIamSorry {
         /// The profile
+        #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
         /// The SSH key iam-sorry used (its default is ~/.ssh/id_ed25519 too).
         #[command(flatten)]
@@ -332,7 +337,7 @@ pub struct RotationArgs {
     /// Do not take the per-user lock (only when no other credrot run can touch these users)
     #[arg(long)]
     pub no_lock: bool,
-    /// terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
+    /// update only: terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
     #[arg(long, value_name = "PATH")]
     pub terraform_bin: Option<PathBuf>,
     /// How long a user's lock lasts if this run dies holding it

@@ -175,6 +175,14 @@ pub fn write_summary(
         };
         writeln!(out, "{}: {verb}: {}", r.user, r.synced.join(", "))?;
     }
+    for r in reports {
+        for action in &r.actions {
+            writeln!(out, "{}: {action}", r.user)?;
+        }
+        if let Some(note) = &r.note {
+            writeln!(out, "{}: {} ({note})", r.user, r.outcome.as_str())?;
+        }
+    }
     for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
         writeln!(
             out,

@@ -39,8 +39,10 @@ pub struct PolicySettings {
 pub struct RotationPolicy {
     /// Longest any key may live.
     pub max_age: Option<DurationSetting>,
-    /// A user is rotated once its CURRENT key is older than this (default: half of
-    /// `max_age`, so that both keys are replaced within `max_age`); none: every run rotates.
+    /// A user is rotated once its CURRENT key is older than this; none: every run rotates.
+    /// The default keeps every key within `max_age` when credrot runs daily: a key is
+    /// CURRENT for `rotate_after` plus up to a day, then LAST for as long again, so
+    /// `rotate_after` defaults to half of `max_age` less a day (half of it below 4 days).
     pub rotate_after: Option<DurationSetting>,
     /// How old keys are retired.
     pub mode: Mode,
@@ -73,7 +75,13 @@ impl PolicySettings {
         let max_age = pick(&self.max_age, &defaults.max_age);
         let rotate_after = pick(&self.rotate_after, &defaults.rotate_after).or_else(|| {
             max_age.as_ref().map(|m| {
-                let half = Duration::from_secs(m.value.as_secs() / 2);
+                const DAY: u64 = 86_400;
+                let secs = m.value.as_secs();
+                let half = Duration::from_secs(if secs >= 4 * DAY {
+                    secs / 2 - DAY
+                } else {
+                    secs / 2
+                });
                 DurationSetting {
                     text: humantime::format_duration(half).to_string(),
                     value: half,
@@ -83,7 +91,7 @@ impl PolicySettings {
         if let (Some(after), Some(max)) = (&rotate_after, &max_age) {
             if after.value > max.value {
                 return Err(format!(
-                    "rotate_after ({}) is longer than max_age ({}), so keys would outlive max_age; make rotate_after at most half of max_age",
+                    "rotate_after ({}) is longer than max_age ({}), so keys would outlive max_age; with daily runs keep it at most half of max_age less a day",
                     after.text, max.text
                 ));
             }
@@ -105,7 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rotate_after_defaults_to_half_of_max_age() {
+    fn rotate_after_defaults_to_half_of_max_age_less_a_day() {
         let settings = PolicySettings {
             max_age: Some(fixed("30d")),
             ..Default::default()
@@ -113,7 +121,7 @@ mod tests {
         let policy = settings.resolve(&PolicySettings::default()).unwrap();
         assert_eq!(
             policy.rotate_after.unwrap().value,
-            Duration::from_secs(15 * 86400)
+            Duration::from_secs(14 * 86400)
         );
         assert_eq!(policy.mode, Mode::TwoKey);
         assert_eq!(policy.grace.value, Duration::from_secs(7 * 86400));

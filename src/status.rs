@@ -249,7 +249,7 @@ fn judge_age(
         }
     }
     if let (Some(after), Some(c)) = (&target.policy.rotate_after, current) {
-        if age(c) > after.value {
+        if age(c) >= after.value {
             flag(
                 status,
                 Verdict::Due,

@@ -177,7 +177,7 @@ fn with_advice(kind: AwsErrorKind, text: String) -> String {
             "{text}; the credentials in use were rejected: check --profile / AWS_PROFILE / AWS_ACCESS_KEY_ID"
         ),
         AwsErrorKind::AccessDenied => {
-            format!("{text}; grant the rotating identity this permission")
+            format!("{text}; grant the identity credrot runs as this permission")
         }
         AwsErrorKind::Throttled => {
             format!("{text}; AWS kept throttling after retries: lower --concurrency or run later")

@@ -2,7 +2,7 @@
 //! user, and an exit code that can gate a pipeline.
 
 use super::context::{load_aws, open_target, path_settings, runtime};
-use crate::aws::IamApi;
+use crate::aws::{AwsContext, IamApi};
 use crate::cli::GlobalArgs;
 use crate::config::{normalize_iam_path, Config};
 use crate::error::Error;
@@ -43,7 +43,10 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
         let mut targets: Vec<Target> = services
             .iter()
             .map(|s| {
-                let env = StoreEnv::new(aws.clone(), config.base_dir.clone(), s.tags.clone());
+                // The service's stores live in its region, as they do for `update`.
+                let region = global.region.as_deref().or(s.region.as_deref());
+                let aws = AwsContext::from_sdk_config(aws.config_for_region(region));
+                let env = StoreEnv::new(aws, config.base_dir.clone(), s.tags.clone());
                 open_target(&env, &s.iam_user, Some(&s.name), &s.stores, &s.policy, None)
             })
             .collect();

@@ -123,18 +123,44 @@ pub struct Engine {
 /// What IAM and the stores hold for one user.
 struct Observed {
     keys: Vec<KeyMeta>,
+    /// What each store hands out now.
     held: Vec<Option<AccessKey>>,
+    /// What each store has staged but not promoted (Secrets Manager's AWSPENDING).
+    pending: Vec<Option<AccessKey>>,
+    /// Which stores are copies for the user (the `-o` file), not where services read keys.
+    copies: Vec<bool>,
 }
 
 impl Observed {
-    /// Ids of IAM keys that some store hands out.
+    fn in_iam(&self, key: &AccessKey) -> bool {
+        self.keys.iter().any(|m| m.id == key.id)
+    }
+
+    /// Ids of IAM keys that the stores hand out. Copies count only when the user has no
+    /// real store: then the copy is the only place the key's secret lives.
     fn held_ids(&self) -> BTreeSet<String> {
+        let only_copies = self.copies.iter().all(|&c| c);
         self.held
             .iter()
-            .flatten()
-            .filter(|k| self.keys.iter().any(|m| m.id == k.id))
+            .zip(&self.copies)
+            .filter(|(_, &copy)| only_copies || !copy)
+            .filter_map(|(k, _)| k.as_ref())
+            .filter(|k| self.in_iam(k))
             .map(|k| k.id.clone())
             .collect()
+    }
+
+    /// Held keys plus staged ones: keys that must not be taken for orphans.
+    fn protected_ids(&self) -> BTreeSet<String> {
+        let mut ids = self.held_ids();
+        ids.extend(
+            self.pending
+                .iter()
+                .flatten()
+                .filter(|k| self.in_iam(k))
+                .map(|k| k.id.clone()),
+        );
+        ids
     }
 
     /// The newest Active key.
@@ -217,17 +243,24 @@ impl Engine {
                 _ => e.into(),
             })?;
         let mut held = Vec::with_capacity(target.stores.len());
+        let mut pending = Vec::with_capacity(target.stores.len());
         for store in &target.stores {
             held.push(store.read().await?);
+            pending.push(store.pending().await?);
         }
-        Ok(Observed { keys, held })
+        let copies = target.stores.iter().map(|s| s.is_copy()).collect();
+        Ok(Observed {
+            keys,
+            held,
+            pending,
+            copies,
+        })
     }
 
     /// Whether this run would change anything for the user.
     fn needs_work(&self, target: &Target, seen: &Observed) -> bool {
-        let held = seen.held_ids();
-        find_lagging(&seen.keys, &seen.held).is_some()
-            || !orphan_candidates(&seen.keys, &held).is_empty()
+        find_lagging(seen).is_some()
+            || !orphan_candidates(&seen.keys, &seen.protected_ids()).is_empty()
             || self.is_due(target, seen)
             || (target.policy.mode == Mode::Staged && seen.keys.len() > 1)
     }
@@ -307,7 +340,7 @@ impl Engine {
         ctx: &WriteContext,
         report: &mut UserReport,
     ) -> Result<(), RotateError> {
-        let Some(lag) = find_lagging(&seen.keys, &seen.held) else {
+        let Some(lag) = find_lagging(seen) else {
             return Ok(());
         };
         if self.options.dry_run {
@@ -353,7 +386,7 @@ impl Engine {
         seen: &mut Observed,
         report: &mut UserReport,
     ) -> Result<(), RotateError> {
-        let held = seen.held_ids();
+        let held = seen.protected_ids();
         for orphan in orphan_candidates(&seen.keys, &held) {
             if let Some(usage) = self.iam.last_used(&orphan).await? {
                 return Err(RotateError::UnmanagedKeyInUse {
@@ -637,8 +670,8 @@ impl Engine {
         result.map_err(|e| (e, written))
     }
 
-    /// Hand a key made elsewhere (e.g. by Terraform) to the user's stores: verify it, write
-    /// it everywhere, roll the stores back on failure. IAM is not changed.
+    /// Hand a key made elsewhere (e.g. by Terraform) to the user's stores: write it
+    /// everywhere, verify it, promote it, roll the stores back on failure. IAM is not changed.
     pub async fn hand_off_key(&self, target: &Target, key: AccessKey) -> UserReport {
         let mut report = UserReport::new(&target.user, target.service.as_deref());
         report.stores = target.stores.iter().map(|s| s.location()).collect();
@@ -663,7 +696,10 @@ impl Engine {
             };
             report.created = Some(key.id.clone());
             match self.hand_off(target, &key, &held, &ctx).await {
-                Ok(()) => Ok(Outcome::Rotated),
+                Ok(()) => {
+                    report.new_key = Some(key.clone());
+                    Ok(Outcome::Rotated)
+                }
                 Err((cause, written)) => Err(self
                     .undo(target, &key, &held[..written], &ctx, cause, false)
                     .await),
@@ -830,20 +866,21 @@ fn orphan_candidates(keys: &[KeyMeta], held: &BTreeSet<String>) -> Vec<String> {
 }
 
 /// The stores to bring up to date: when stores disagree, the newest key that some store
-/// hands out and IAM still has is the one every store should hold.
-fn find_lagging(keys: &[KeyMeta], held: &[Option<AccessKey>]) -> Option<Lagging> {
-    let created = |id: &str| keys.iter().find(|k| k.id == id).map(|k| k.created);
-    let source = held
-        .iter()
+/// hands out or has staged (a promotion an interrupted run did not finish), and that IAM
+/// still has, is the one every store should hold. Copies are never brought up to date.
+fn find_lagging(seen: &Observed) -> Option<Lagging> {
+    let created = |id: &str| seen.keys.iter().find(|k| k.id == id).map(|k| k.created);
+    let real = |i: &usize| !seen.copies[*i];
+    let source = (0..seen.held.len())
+        .filter(real)
+        .flat_map(|i| [&seen.held[i], &seen.pending[i]])
         .flatten()
         .filter_map(|k| created(&k.id).map(|c| (c, k)))
         .max_by_key(|(c, _)| *c)
         .map(|(_, k)| k.clone())?;
-    let stores: Vec<usize> = held
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.as_ref().map(|k| &k.id) != Some(&source.id))
-        .map(|(i, _)| i)
+    let stores: Vec<usize> = (0..seen.held.len())
+        .filter(real)
+        .filter(|&i| seen.held[i].as_ref().map(|k| &k.id) != Some(&source.id))
         .collect();
     (!stores.is_empty()).then_some(Lagging { source, stores })
 }

@@ -14,6 +14,6 @@ pub use lock::LOCK_TAG;
 pub use plan::{plan, Plan, PlanError, MAX_KEYS};
 pub use report::{KeyView, Outcome, UserReport};
 pub use retire::{
-    decide as decide_retirement, parse_tag_time, RetireFacts, Retirement, DEACTIVATED_TAG,
-    VERIFIED_TAG,
+    decide as decide_retirement, is_own_verification, parse_tag_time, RetireFacts, Retirement,
+    DEACTIVATED_TAG, VERIFIED_TAG,
 };

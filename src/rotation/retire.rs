@@ -30,6 +30,23 @@ pub fn parse_tag_time(value: &str) -> Option<SystemTime> {
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
+/// credrot verifies a new key within minutes of creating it; a use of the key inside this
+/// window, when no `credrot:verified:` tag says better, is taken for credrot's own.
+pub const OWN_VERIFICATION_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Whether `usage` of a key created at `created` can be credrot's own verification, given
+/// when (if known) credrot verified it.
+pub fn is_own_verification(
+    created: SystemTime,
+    verified_at: Option<SystemTime>,
+    usage: &KeyUse,
+) -> bool {
+    match verified_at {
+        Some(verified) => usage.date <= verified,
+        None => usage.date <= created + OWN_VERIFICATION_WINDOW,
+    }
+}
+
 /// What to do with the old key this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retirement {
@@ -92,8 +109,9 @@ pub fn decide(facts: &RetireFacts<'_>, policy: &RotationPolicy) -> Retirement {
             ))
         };
     }
-    let used_after = facts.verified_at.unwrap_or(new.created);
-    let new_seen = facts.new_use.is_some_and(|u| u.date > used_after);
+    let new_seen = facts
+        .new_use
+        .is_some_and(|u| !is_own_verification(new.created, facts.verified_at, u));
     let old_quiet = facts
         .old_use
         .is_none_or(|u| since(now, u.date) >= policy.quiet_period.value);
@@ -228,6 +246,21 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn without_the_verified_tag_an_early_use_is_taken_for_credrots_own() {
+        let (old, new) = (key("OLD", true, 0), key("NEW", true, 10));
+        let early = KeyUse {
+            date: new.created + Duration::from_secs(30),
+            ..used(0)
+        };
+        let mut f = facts(&old, &new, None, Some(&early), 12);
+        f.verified_at = None;
+        assert!(matches!(decide(&f, &policy()), Retirement::Wait(_)));
+        let later = used(11);
+        f.new_use = Some(&later);
+        assert_eq!(decide(&f, &policy()), Retirement::Deactivate);
     }
 
     #[test]

@@ -108,6 +108,18 @@ pub trait SecretStore: Send + Sync {
     /// when the store cannot be reached, read, or written later.
     async fn read(&self) -> Result<Option<AccessKey>, StoreError>;
 
+    /// A key staged but not promoted yet (Secrets Manager's AWSPENDING), which a run that
+    /// died after writing it left behind; the next run finishes the promotion.
+    async fn pending(&self) -> Result<Option<AccessKey>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether this is a copy for the user (the `-o` file) rather than a place services
+    /// read the key from: copies are never brought up to date with an older key.
+    fn is_copy(&self) -> bool {
+        false
+    }
+
     /// Hand out `key` (or stage it, for stores with a staging protocol).
     async fn write(&self, key: &AccessKey, ctx: &WriteContext) -> Result<(), StoreError>;
 

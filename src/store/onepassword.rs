@@ -392,7 +392,10 @@ impl SecretStore for OnePasswordStore {
         let mut item = before
             .clone()
             .unwrap_or_else(|| json!({"title": self.title, "category": CATEGORY, "fields": []}));
-        item["tags"] = json!(self.tags);
+        // Path stores have no tags of their own: keep what the item already has.
+        if !self.tags.is_empty() || item.get("tags").is_none() {
+            item["tags"] = json!(self.tags);
+        }
         set_key(&mut item, Some(key));
         set_field(&mut item, NOTES, "STRING", Some(&notes(ctx)));
         let old_secret = before.as_ref().and_then(|b| field_value(b, CREDENTIAL));

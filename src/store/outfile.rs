@@ -192,6 +192,10 @@ impl SecretStore for OutfileStore {
         Ok(self.file.get(&self.user))
     }
 
+    fn is_copy(&self) -> bool {
+        true
+    }
+
     async fn write(&self, key: &AccessKey, _ctx: &WriteContext) -> Result<(), StoreError> {
         self.file.set(&self.user, Some(key), "write").await
     }

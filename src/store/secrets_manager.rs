@@ -202,6 +202,30 @@ impl SecretStore for SecretsManagerStore {
         format!("secrets-manager:{}", self.name)
     }
 
+    async fn pending(&self) -> Result<Option<AccessKey>, StoreError> {
+        // A run that died between writing AWSPENDING and promoting it leaves the new key
+        // here; reading it lets the next run finish the promotion instead of taking the
+        // (already verified, so "used") key for someone else's.
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(&self.name)
+            .version_stage(PENDING)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.secret_string().and_then(KeyDocument::parse)),
+            Err(e) => {
+                let err = AwsError::from_sdk("secretsmanager:GetSecretValue", e);
+                if err.kind == AwsErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(self.aws_error("read", err))
+                }
+            }
+        }
+    }
+
     async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
         let mut state = self.state.lock().await;
         *state = State::default();

@@ -84,7 +84,7 @@ const CASES: &[Case] = &[
         setup: Setup::Env("AWS_ACCESS_KEY_ID", EnvValue::RestrictedIdentity),
         args: &["update", "app"],
         code: 1,
-        expect: &["iam:CreateAccessKey", "grant the rotating identity this permission"],
+        expect: &["iam:CreateAccessKey", "grant the identity credrot runs as this permission"],
     },
     Case {
         name: "op missing",

@@ -478,3 +478,50 @@ fn rotate_path_hands_50_users_their_current_key_through_templated_stores() {
         moto.assert_key_works_for(&in_ssm, user);
     }
 }
+
+/// A run killed after verifying the new key but before moving AWSCURRENT leaves it staged as
+/// AWSPENDING (and "used", by the verification). The next run finishes that promotion.
+#[test]
+fn an_unfinished_promotion_is_finished_by_the_next_run() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[services.pg]\niam_user = \"pg\"\nstores = [{ kind = \"secrets-manager\", name = \"pg/aws\" }]\n",
+    )
+    .unwrap();
+    moto.create_user("pg", "/");
+    let current = moto.create_key("pg", true);
+    moto.put_secret_key("pg/aws", &current);
+    let staged = moto.create_key("pg", true);
+    moto.rt
+        .block_on(
+            moto.secrets_manager()
+                .put_secret_value()
+                .secret_id("pg/aws")
+                .secret_string(crate::harness::key_document(&staged))
+                .version_stages("AWSPENDING")
+                .send(),
+        )
+        .unwrap();
+    moto.assert_key_works_for(&staged, "pg");
+
+    let out = moto
+        .credrot(dir.path())
+        .args(["--output", "json", "update", "pg"])
+        .assert()
+        .success();
+    let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let user = &summary["users"][0];
+    assert_eq!(user["synced"][0], "secrets-manager:pg/aws", "{user}");
+    assert_eq!(user["deleted"], current.id.as_str(), "{user}");
+    let now_current = moto.secret_key("pg/aws", "AWSCURRENT").unwrap();
+    assert_eq!(user["created"], now_current.id.as_str());
+    moto.assert_key_works_for(&now_current, "pg");
+    moto.assert_key_works_for(&staged, "pg");
+    assert_eq!(
+        moto.secret_key("pg/aws", "AWSPREVIOUS"),
+        Some(staged),
+        "the finished promotion is now AWSPREVIOUS"
+    );
+}
