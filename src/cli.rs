@@ -13,6 +13,7 @@ Examples:
   credrot update postgresql                      rotate and hand the key to its stores
   credrot rotate --path PSKServiceAccounts -o keys.json
                                                  rotate every user under /PSKServiceAccounts/
+  credrot audit verify                           check the [audit] log's hash chain
 
 Exit codes: 0 success, 1 a rotation or store step failed, 2 usage or configuration error.";
 
@@ -93,6 +94,23 @@ pub enum Command {
         /// How the rotation runs and where the keys go.
         #[command(flatten)]
         rotation: RotationArgs,
+    },
+    /// Work with the audit log
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+/// `credrot audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first edited or missing line
+    Verify {
+        /// The audit log [default: [audit] path in services.toml]
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
     },
 }
 

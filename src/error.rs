@@ -1,5 +1,6 @@
 //! The top-level error and its exit code: the one place where failures become numbers.
 
+use crate::audit::AuditError;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::store::StoreError;
@@ -35,6 +36,9 @@ pub enum Error {
         /// Users attempted.
         total: usize,
     },
+    /// The audit log could not be written in full, or `audit verify` found it broken.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// stdout or stderr could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -46,9 +50,11 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Error::Aws(_) | Error::Store(_) | Error::RunFailed { .. } | Error::Output(_) => {
-                EXIT_FAILURE
-            }
+            Error::Aws(_)
+            | Error::Store(_)
+            | Error::RunFailed { .. }
+            | Error::Audit(_)
+            | Error::Output(_) => EXIT_FAILURE,
         }
     }
 }

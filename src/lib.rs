@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`main`]; the rotation engine ([`rotation`]) knows nothing
 //! of the command line, and stores ([`store`]) implement one trait.
 
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod commands;
@@ -13,6 +14,7 @@ pub mod error;
 mod failpoints;
 pub mod fsutil;
 mod logging;
+pub mod notify;
 pub mod output;
 pub mod policy;
 pub mod rotation;

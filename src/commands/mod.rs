@@ -1,8 +1,9 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
+mod audit;
 mod rotate;
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{AuditCommand, Cli, Command, GlobalArgs};
 use crate::config::Config;
 use crate::error::Error;
 use crate::output;
@@ -40,6 +41,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config = load_config(global, false)?;
             rotate::rotate_path(&config, path, usize::from(*concurrency), global, rotation)
         }
+        Command::Audit {
+            action: AuditCommand::Verify { path },
+        } => audit::verify(global, path.as_deref(), || load_config(global, true)),
     }
 }
 

@@ -1,18 +1,22 @@
 //! `credrot update SERVICE` and `credrot rotate --path PATH`.
 
+use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, AwsOptions, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs};
 use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
+use crate::notify::RunNotice;
 use crate::output::{self, SecretPrinter};
 use crate::policy::RotationPolicy;
 use crate::rotation::{
-    DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
+    DiscardEvents, Engine, EngineOptions, EventSink, LockOptions, Outcome, Target, UserReport,
 };
 use crate::store::{self, Outfile, SecretStore, TemplateValues};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Rotate the IAM user of one configured service.
 pub fn update(
@@ -29,8 +33,9 @@ pub fn update(
         args,
         &format!("service '{name}'"),
         "[[services.NAME.stores]]",
+        format!("update {name}"),
     )?;
-    job.runtime()?.block_on(async {
+    job.run(async {
         let aws = job.aws(service.region.as_deref()).await;
         let target = job.target(
             &service.iam_user,
@@ -71,8 +76,9 @@ pub fn rotate_path(
         args,
         &format!("IAM path {iam_path}"),
         "[paths.NAME] stores",
+        format!("rotate --path {iam_path}"),
     )?;
-    job.runtime()?.block_on(async {
+    job.run(async {
         let aws = job.aws(None).await;
         let users = aws.iam().list_users(&iam_path).await?;
         if users.is_empty() {
@@ -95,6 +101,16 @@ struct Job<'a> {
     global: &'a GlobalArgs,
     args: &'a RotationArgs,
     outfile: Option<Arc<Outfile>>,
+    /// The audit file, opened (and so proven writable) before any AWS call; moved into
+    /// the run's [`AuditLog`] when the run starts.
+    audit_file: Mutex<Option<AuditFile>>,
+    /// What ran, for the notice.
+    command: String,
+    /// This run's id: IAM lock owner, audit `run`, notice `run_id`.
+    run_id: String,
+    started: SystemTime,
+    /// Whether the run's notice went out (a run that stops early sends one at its end).
+    notified: AtomicBool,
 }
 
 impl<'a> Job<'a> {
@@ -107,6 +123,7 @@ impl<'a> Job<'a> {
         args: &'a RotationArgs,
         subject: &str,
         section: &str,
+        command: String,
     ) -> Result<Self, Error> {
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
             return Err(Error::Usage(format!(
@@ -132,18 +149,100 @@ impl<'a> Job<'a> {
             }
             None => None,
         };
+        // A dry run changes nothing, so it records nothing.
+        let audit_file = match config.audit.as_ref().and_then(|a| a.path.as_deref()) {
+            Some(path) if !args.dry_run => {
+                Some(AuditFile::open(path).map_err(|e| Error::Usage(e.to_string()))?)
+            }
+            _ => None,
+        };
         Ok(Job {
             config,
             global,
             args,
             outfile,
+            audit_file: Mutex::new(audit_file),
+            command,
+            run_id: run_id(),
+            started: SystemTime::now(),
+            notified: AtomicBool::new(false),
         })
     }
 
-    fn runtime(&self) -> Result<tokio::runtime::Runtime, Error> {
-        Ok(tokio::runtime::Builder::new_multi_thread()
+    /// Run `work` on a fresh runtime; a run that ends in an error before its notice went
+    /// out still notifies, so that a run that never got to rotate is heard of too.
+    fn run(&self, work: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?)
+            .build()?;
+        runtime.block_on(async {
+            let result = work.await;
+            if let Err(e) = &result {
+                if !self.notified.load(Ordering::SeqCst) {
+                    self.notify(&[], vec![e.to_string()], None).await;
+                }
+            }
+            result
+        })
+    }
+
+    /// POST the run's notice, if `[notify]` is configured. Never fails the run.
+    async fn notify(
+        &self,
+        reports: &[UserReport],
+        errors: Vec<String>,
+        audit: Option<&AuditSummary>,
+    ) {
+        let Some(notify) = &self.config.notify else {
+            return;
+        };
+        self.notified.store(true, Ordering::SeqCst);
+        let mut notice = RunNotice::new(
+            &self.run_id,
+            &self.command,
+            self.args.dry_run,
+            self.started,
+            reports,
+        );
+        notice.errors = errors;
+        notice.audit = audit;
+        match notify.webhook.post(notice.to_json(), notify.timeout).await {
+            Ok(()) => tracing::info!(webhook = %notify.webhook.target(), "run notice sent"),
+            Err(e) => {
+                tracing::warn!("could not send the run notice: {e}; the run's result is unchanged")
+            }
+        }
+    }
+
+    /// The run's audit sink, when `[audit]` is configured and this is not a dry run. The
+    /// CloudWatch group and stream are made ready here, before any key changes.
+    async fn start_audit(&self, aws: &AwsContext) -> Result<Option<Arc<AuditLog>>, Error> {
+        let Some(audit) = self.config.audit.as_ref().filter(|_| !self.args.dry_run) else {
+            return Ok(None);
+        };
+        // Labels the audit lines only: a rotation must not stop for it.
+        let caller = aws.caller_arn().await.unwrap_or_else(|e| {
+            tracing::warn!("cannot tell which identity this run uses ({e}); the audit log records the caller as \"unknown\"");
+            "unknown".to_string()
+        });
+        let cloudwatch = match &audit.cloudwatch {
+            Some(target) => Some(
+                CloudWatchSink::start(
+                    Arc::new(aws.logs()),
+                    &target.group,
+                    target.stream.as_deref().unwrap_or(&self.run_id),
+                )
+                .await
+                .map_err(AuditError::from)?,
+            ),
+            None => None,
+        };
+        let file = self.audit_file.lock().expect("audit file lock").take();
+        let run = RunInfo {
+            run_id: self.run_id.clone(),
+            caller,
+        };
+        Ok(Some(Arc::new(AuditLog::new(run, file, cloudwatch))))
     }
 
     async fn aws(&self, service_region: Option<&str>) -> AwsContext {
@@ -199,16 +298,21 @@ impl<'a> Job<'a> {
                 .await
                 .map_err(|e| Error::Usage(e.to_string()))?;
         }
+        let audit = self.start_audit(aws).await?;
+        let events: Arc<dyn EventSink> = match &audit {
+            Some(log) => log.clone(),
+            None => Arc::new(DiscardEvents),
+        };
         let engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
-            Arc::new(DiscardEvents),
+            events,
             EngineOptions {
                 dry_run,
                 force: self.args.force,
                 verify_timeout: self.args.verify_timeout,
                 lock: (!self.args.no_lock).then(|| LockOptions {
-                    owner: run_id(),
+                    owner: self.run_id.clone(),
                     ttl: self.args.lock_ttl,
                 }),
             },
@@ -218,6 +322,9 @@ impl<'a> Job<'a> {
         let print_failure = std::sync::Mutex::new(None);
         let on_done = |report: &UserReport| {
             progress.inc(1);
+            if let Some(log) = &audit {
+                log.checkpoint();
+            }
             if let Some(printer) = &printer {
                 if let Err(e) = printer.emit(report) {
                     print_failure.lock().expect("lock").get_or_insert(e);
@@ -226,6 +333,10 @@ impl<'a> Job<'a> {
         };
         let reports = engine.rotate_many(targets, concurrency, &on_done).await;
         progress.finish_and_clear();
+        let audited = match &audit {
+            Some(log) => Some(log.finish().await),
+            None => None,
+        };
         if let Some(printer) = &printer {
             printer.finish()?;
         }
@@ -248,17 +359,31 @@ impl<'a> Job<'a> {
                 self.global.output,
             )?;
         }
+        let audit_error = match &audited {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        let summary = audited.as_ref().and_then(|r| r.as_ref().ok());
+        self.notify(&reports, audit_error.iter().cloned().collect(), summary)
+            .await;
         let failed = reports
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)
             .count();
-        if failed > 0 {
-            return Err(Error::RunFailed {
-                failed,
-                total: reports.len(),
-            });
+        match (failed, audited) {
+            (0, Some(Err(e))) => Err(e.into()),
+            (0, _) => Ok(()),
+            (_, audited) => {
+                if let Some(Err(e)) = audited {
+                    // Both end in exit 1; the users' failures are the error, this one is told.
+                    tracing::error!("{e}");
+                }
+                Err(Error::RunFailed {
+                    failed,
+                    total: reports.len(),
+                })
+            }
         }
-        Ok(())
     }
 }
 

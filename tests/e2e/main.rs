@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod audit;
 mod concurrency;
 mod config_errors;
 #[cfg(feature = "failpoints")]
