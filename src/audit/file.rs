@@ -201,6 +201,25 @@ mod tests {
     }
 
     #[test]
+    fn two_writers_on_one_file_keep_one_chain() {
+        // Two opens, as two concurrent credrot runs would have: the flock and the tail read
+        // under it keep the chain whole.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let writers: Vec<_> = (0..2).map(|_| AuditFile::open(&path).unwrap()).collect();
+        std::thread::scope(|s| {
+            for file in &writers {
+                s.spawn(move || {
+                    for n in 0..200 {
+                        append(file, n);
+                    }
+                });
+            }
+        });
+        assert_eq!(verify_file(&path).unwrap().lines, 400);
+    }
+
+    #[test]
     fn a_loose_existing_file_is_tightened() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");

@@ -532,3 +532,88 @@ fn a_run_that_stops_early_still_notifies() {
         "{notice}"
     );
 }
+
+#[test]
+fn a_cloudwatch_failure_mid_run_is_reported_without_stopping_the_rotation() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    // CloudWatch Logs is a fake that accepts CreateLogGroup and CreateLogStream, then
+    // fails every PutLogEvents.
+    let logs = WebhookServer::start_with(vec![200, 200, 500]);
+    let hook = WebhookServer::start(200);
+    write_config(
+        dir.path(),
+        "secrets/pg.json",
+        &format!(
+            "[audit]\npath = \"{AUDIT}\"\ncloudwatch_log_group = \"g\"\n\n[notify]\nwebhook = \"{}/hook\"\n",
+            hook.url
+        ),
+    );
+    moto.create_user(USER, "/");
+    let old = moto.create_key(USER, true);
+
+    let out = moto
+        .credrot(dir.path())
+        .args(["update", "postgresql"])
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &logs.url)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .assert()
+        .code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("audit lines could not be sent to CloudWatch Logs group 'g'"),
+        "{stderr}"
+    );
+    // The rotation itself went through, and the file has every line.
+    let new = stored_key(dir.path());
+    assert_ne!(new.id, old.id);
+    moto.assert_key_works_for(&new, USER);
+    assert!(stdout_of(&out).contains("1 rotated, 0 failed"));
+    assert_eq!(audit_lines(dir.path()).len(), 4);
+    credrot_command(dir.path())
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+    let received = logs.received();
+    assert_eq!(received.len(), 3, "group, stream, one batch");
+    assert!(received[2]
+        .header("x-amz-target")
+        .unwrap()
+        .ends_with("PutLogEvents"));
+    let notice = hook.received()[0].json();
+    assert!(
+        notice["errors"][0].as_str().unwrap().contains("CloudWatch"),
+        "{notice}"
+    );
+}
+
+#[test]
+fn a_cloudwatch_group_that_cannot_be_created_stops_the_run_before_iam() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = WebhookServer::start(500);
+    write_config(
+        dir.path(),
+        "secrets/pg.json",
+        &format!("[audit]\npath = \"{AUDIT}\"\ncloudwatch_log_group = \"g\"\n"),
+    );
+    moto.create_user(USER, "/");
+    let old = moto.create_key(USER, true);
+
+    let out = moto
+        .credrot(dir.path())
+        .args(["update", "postgresql"])
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &logs.url)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .assert()
+        .code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("cannot prepare CloudWatch Logs group 'g'")
+            && stderr.contains("nothing was rotated"),
+        "{stderr}"
+    );
+    assert_eq!(moto.keys(USER), vec![(old.id.clone(), true)]);
+    assert!(!dir.path().join("secrets/pg.json").exists());
+    assert!(audit_lines(dir.path()).is_empty());
+}

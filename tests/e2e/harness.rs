@@ -327,8 +327,8 @@ impl Received {
     }
 }
 
-/// A tiny HTTP/1.1 server on loopback that answers every request with `status` and records
-/// it. It serves at most [`WebhookServer::MAX_REQUESTS`] requests and stops when dropped.
+/// A tiny HTTP/1.1 server on loopback that answers requests with fixed statuses and records
+/// them. It serves at most [`WebhookServer::MAX_REQUESTS`] requests and stops when dropped.
 pub struct WebhookServer {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
@@ -342,6 +342,12 @@ impl WebhookServer {
 
     /// Listen on a free port; requests to any path are answered with `status`.
     pub fn start(status: u16) -> WebhookServer {
+        Self::start_with(vec![status])
+    }
+
+    /// Like [`WebhookServer::start`], answering request `i` with `statuses[i]`, and every
+    /// request after the last status with the last status.
+    pub fn start_with(statuses: Vec<u16>) -> WebhookServer {
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -351,7 +357,7 @@ impl WebhookServer {
             let received = received.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                for stream in listener.incoming().take(Self::MAX_REQUESTS) {
+                for (i, stream) in listener.incoming().take(Self::MAX_REQUESTS).enumerate() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
@@ -359,6 +365,7 @@ impl WebhookServer {
                     if let Some(request) = read_request(&mut stream) {
                         received.lock().unwrap().push(request);
                     }
+                    let status = statuses[i.min(statuses.len() - 1)];
                     let reply = format!(
                         "HTTP/1.1 {status} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     );
