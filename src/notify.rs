@@ -79,7 +79,7 @@ impl Webhook {
     pub fn parse(text: &str) -> Result<Webhook, String> {
         let uri: http::Uri = text
             .parse()
-            .map_err(|_| "the webhook is not a valid URL".to_string())?;
+            .map_err(|_| "the webhook is not a valid http:// or https:// URL".to_string())?;
         let scheme_ok = uri.scheme() == Some(&Scheme::HTTP) || uri.scheme() == Some(&Scheme::HTTPS);
         if !scheme_ok {
             return Err("the webhook must be an http:// or https:// URL".to_string());
