@@ -36,6 +36,22 @@
 //! and `hash`), every webhook notice carries the head after its run, and the CloudWatch
 //! copy holds the same lines byte for byte. Compare with one of those to detect truncation
 //! or a rewritten file.
+//!
+//! # When the audit log fails
+//!
+//! The rule that no working credential is ever lost comes first, so an audit failure never
+//! interrupts a rotation half-way:
+//! - before the run: the file is opened (created 0600) and its last line checked before
+//!   any AWS call; if that fails the run stops with exit 2. The CloudWatch group and stream
+//!   are created before IAM is touched; if that fails the run stops with exit 1 and
+//!   nothing rotated.
+//! - during the run: a line that cannot be written is reported on stderr at once, the
+//!   rotations go on, and the run ends with exit 1 (see [`AuditLog`]).
+//! - the caller's ARN costs one STS call per run, made only when `[audit]` is configured;
+//!   if it fails the lines say `unknown` and a warning is printed.
+//! - a dry run changes nothing and records nothing.
+//!
+//! Durability: see [`AuditFile`] (every line reaches the kernel at once; fsync per user).
 
 mod cloudwatch;
 mod file;

@@ -364,7 +364,7 @@ impl<'a> Job<'a> {
             _ => None,
         };
         let summary = audited.as_ref().and_then(|r| r.as_ref().ok());
-        self.notify(&reports, audit_error.iter().cloned().collect(), summary)
+        self.notify(&reports, audit_error.into_iter().collect(), summary)
             .await;
         let failed = reports
             .iter()
@@ -387,13 +387,18 @@ impl<'a> Job<'a> {
     }
 }
 
-/// This run's identity in lock tags: host-independent, unique enough across runs.
+/// This run's identity in lock tags, audit lines, notices and default CloudWatch stream
+/// names: start time and process id, so unique across runs and sortable by time.
 fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("credrot-{}-{nanos:09}", std::process::id())
+        .unwrap_or_default();
+    format!(
+        "credrot-{}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
 }
 
 /// A progress bar on stderr when stdout is a terminal; hidden otherwise.
