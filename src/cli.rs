@@ -15,7 +15,7 @@ Examples:
                                                  rotate every user under /PSKServiceAccounts/
   credrot audit verify                           check the [audit] log's hash chain
 
-Exit codes: 0 success, 1 a rotation or store step failed, 2 usage or configuration error.";
+Exit codes: 0 success, 1 a rotation, store or audit step failed (or audit verify found a\nbroken chain), 2 usage or configuration error.";
 
 /// Rotate AWS IAM access keys with the CURRENT/LAST two-key pattern and hand the new keys
 /// to the secret stores services read them from.
