@@ -617,3 +617,50 @@ fn a_cloudwatch_group_that_cannot_be_created_stops_the_run_before_iam() {
     assert!(!dir.path().join("secrets/pg.json").exists());
     assert!(audit_lines(dir.path()).is_empty());
 }
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_killed_run_keeps_its_audit_lines_and_the_next_run_continues_the_chain() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "secrets/pg.json",
+        &format!("[audit]\npath = \"{AUDIT}\"\n"),
+    );
+    moto.create_user(USER, "/");
+    moto.create_key(USER, true);
+
+    // SIGKILL right after the new key was written to the store: no destructor, no flush.
+    let crashed = moto
+        .credrot(dir.path())
+        .args(["update", "postgresql", "--lock-ttl", "1s"])
+        .env("FAILPOINTS", "after-store-write=return")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None, "credrot was not killed");
+    let written = stored_key(dir.path());
+    let lines = audit_lines(dir.path());
+    assert_eq!(
+        actions(&lines),
+        vec![
+            ("create-key".to_string(), written.id.clone()),
+            ("store-write".to_string(), written.id.clone()),
+        ],
+        "every action before the kill is in the log"
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    moto.credrot(dir.path())
+        .args(["update", "postgresql"])
+        .assert()
+        .success();
+    let lines = audit_lines(dir.path());
+    assert!(lines.len() > 2);
+    assert_eq!(lines[2]["prev"], lines[1]["hash"]);
+    assert_ne!(lines[2]["run"], lines[1]["run"]);
+    credrot_command(dir.path())
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+}
