@@ -330,4 +330,28 @@ mod tests {
         assert!(matches!(err, NotifyError::Request { .. }), "{err}");
         assert!(!err.to_string().contains("TOKEN"), "{err}");
     }
+
+    #[tokio::test]
+    async fn https_to_a_server_that_speaks_no_tls_fails_cleanly() {
+        // Exercises the TLS set-up (provider, system roots) without a network: the server
+        // answers the ClientHello with plain HTTP.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 200 OK\r\n\r\n");
+            }
+        });
+        let hook = Webhook::parse(&format!("https://127.0.0.1:{port}/hook/TOKEN")).unwrap();
+        let err = hook
+            .post(b"{}".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, NotifyError::Request { .. } | NotifyError::Tls { .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("TOKEN"), "{err}");
+        server.join().unwrap();
+    }
 }
