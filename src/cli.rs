@@ -13,6 +13,7 @@ Examples:
   credrot update postgresql                      rotate and hand the key to its stores
   credrot rotate --path PSKServiceAccounts -o keys.json
                                                  rotate every user under /PSKServiceAccounts/
+  credrot audit verify                           check the [audit] log's hash chain
 
   credrot status --fail-on overdue               exit 3 if any key is past max_age
 
@@ -22,8 +23,9 @@ Your own credentials (~/.aws/credentials):
   credrot profile encrypt work                   encrypt a profile with your ED25519 SSH key
   credrot rotate-profile work                    rotate the profile's own access key
 
-Exit codes: 0 success, 1 a rotation, store or AWS step failed, 2 usage or configuration
-error (nothing changed), 3 a status gate (--fail-on) tripped.";
+Exit codes: 0 success, 1 a rotation, store, AWS or audit step failed (or audit verify
+found a broken chain), 2 usage or configuration error (nothing changed), 3 a status gate
+(--fail-on) tripped.";
 
 /// Rotate AWS IAM access keys with the CURRENT/LAST two-key pattern and hand the new keys
 /// to the secret stores services read them from.
@@ -177,6 +179,23 @@ pub enum Command {
         /// The SSH key, when the profile is encrypted.
         #[command(flatten)]
         ssh: SshKeyArgs,
+    },
+    /// Work with the audit log
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+/// `credrot audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first edited or missing line
+    Verify {
+        /// The audit log [default: [audit] path in services.toml]
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
     },
 }
 

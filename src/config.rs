@@ -4,6 +4,7 @@
 //! the column, and says what to write instead. Nothing in here talks to AWS, so a broken
 //! configuration is always reported before any API call.
 
+use crate::notify::Webhook;
 use crate::policy::{Mode, PolicySettings, RotationPolicy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -259,6 +260,23 @@ section_with_policy!(RawPath {
     stores: Vec<Spanned<StoreConfig>>,
 });
 
+/// `[audit]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<Spanned<String>>,
+    cloudwatch_log_group: Option<Spanned<String>>,
+    cloudwatch_log_stream: Option<Spanned<String>>,
+}
+
+/// `[notify]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook: Spanned<String>,
+    timeout: Option<DurationSetting>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -268,6 +286,8 @@ struct RawConfig {
     services: BTreeMap<String, RawService>,
     #[serde(default)]
     paths: BTreeMap<Spanned<String>, RawPath>,
+    audit: Option<Spanned<RawAudit>>,
+    notify: Option<RawNotify>,
 }
 
 /// Settings that apply where a service or path does not say otherwise.
@@ -335,6 +355,33 @@ pub struct PathPolicy {
     pub policy: RotationPolicy,
 }
 
+/// Where a CloudWatch Logs copy of the audit log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudWatchTarget {
+    /// The log group, created if missing.
+    pub group: String,
+    /// The log stream, created if missing; default: one stream per run, named by its run id.
+    pub stream: Option<String>,
+}
+
+/// `[audit]`: where each action of a run is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The audit file, resolved against the configuration's directory.
+    pub path: Option<PathBuf>,
+    /// The CloudWatch Logs copy.
+    pub cloudwatch: Option<CloudWatchTarget>,
+}
+
+/// `[notify]`: who hears about each run.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// The URL the run's notice is POSTed to.
+    pub webhook: Webhook,
+    /// How long the POST may take.
+    pub timeout: Duration,
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -348,6 +395,10 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     /// `[paths.NAME]`, by normalized IAM path.
     pub paths: BTreeMap<String, PathPolicy>,
+    /// `[audit]`, when present.
+    pub audit: Option<AuditConfig>,
+    /// `[notify]`, when present.
+    pub notify: Option<NotifyConfig>,
 }
 
 /// Turn `PSKServiceAccounts`, `/PSKServiceAccounts` or `/PSKServiceAccounts/` into the IAM
@@ -532,12 +583,44 @@ impl Config {
                 },
             );
         }
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let audit = raw
+            .audit
+            .map(|a| check_audit(a, &base_dir, &invalid))
+            .transpose()?;
+        let notify = raw
+            .notify
+            .map(|n| {
+                let span = n.webhook.span();
+                Webhook::parse(n.webhook.get_ref())
+                    .map(|webhook| NotifyConfig {
+                        webhook,
+                        timeout: n
+                            .timeout
+                            .map(|t| t.value)
+                            .unwrap_or(crate::notify::DEFAULT_TIMEOUT),
+                    })
+                    .map_err(|message| {
+                        invalid(
+                            span.start,
+                            message,
+                            "write webhook = \"https://host/path\"".to_string(),
+                        )
+                    })
+            })
+            .transpose()?;
         Ok(Config {
             file: path.to_path_buf(),
             base_dir,
             defaults,
             services,
             paths,
+            audit,
+            notify,
         })
     }
 
@@ -694,6 +777,83 @@ fn check_store_names(store: &StoreConfig) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// Validate `[audit]`: it must name a destination, and CloudWatch names must be valid.
+fn check_audit(
+    raw: Spanned<RawAudit>,
+    base_dir: &Path,
+    invalid: &impl Fn(usize, String, String) -> ConfigError,
+) -> Result<AuditConfig, ConfigError> {
+    let section = raw.span().start;
+    let raw = raw.into_inner();
+    let path = match raw.path {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return Err(invalid(
+                p.span().start,
+                "[audit] path is empty".to_string(),
+                "set path to the audit file, e.g. \"audit/credrot.log\"".to_string(),
+            ))
+        }
+        Some(p) => Some(base_dir.join(p.into_inner())),
+        None => None,
+    };
+    let group = raw
+        .cloudwatch_log_group
+        .map(|g| {
+            let ok = (1..=512).contains(&g.get_ref().len())
+                && g.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c));
+            if ok {
+                Ok(g.into_inner())
+            } else {
+                Err(invalid(
+                    g.span().start,
+                    format!(
+                        "'{}' is not a valid CloudWatch Logs group name",
+                        g.get_ref()
+                    ),
+                    "use 1 to 512 letters, digits or any of . _ - / #".to_string(),
+                ))
+            }
+        })
+        .transpose()?;
+    let stream = raw
+        .cloudwatch_log_stream
+        .map(|s| {
+            let ok = (1..=512).contains(&s.get_ref().len()) && !s.get_ref().contains([':', '*']);
+            if group.is_none() {
+                Err(invalid(
+                    s.span().start,
+                    "cloudwatch_log_stream is set without cloudwatch_log_group".to_string(),
+                    "add cloudwatch_log_group = \"NAME\" or remove the stream".to_string(),
+                ))
+            } else if ok {
+                Ok(s.into_inner())
+            } else {
+                Err(invalid(
+                    s.span().start,
+                    format!(
+                        "'{}' is not a valid CloudWatch Logs stream name",
+                        s.get_ref()
+                    ),
+                    "use 1 to 512 characters, without ':' or '*'".to_string(),
+                ))
+            }
+        })
+        .transpose()?;
+    if path.is_none() && group.is_none() {
+        return Err(invalid(
+            section,
+            "[audit] names no destination".to_string(),
+            "set path = \"FILE\", cloudwatch_log_group = \"NAME\", or both".to_string(),
+        ));
+    }
+    Ok(AuditConfig {
+        path,
+        cloudwatch: group.map(|group| CloudWatchTarget { group, stream }),
+    })
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -719,6 +879,8 @@ fn hint_for(message: &str) -> String {
         "set kind to one of: file, 1password, secrets-manager, ssm"
     } else if message.contains("missing field `kind`") || message.contains("`kind`") {
         "every store needs kind = \"file\" | \"1password\" | \"secrets-manager\" | \"ssm\""
+    } else if message.contains("missing field `webhook`") {
+        "add webhook = \"https://host/path\" to [notify], or remove the section"
     } else if message.contains("duration") {
         "durations look like \"30d\", \"12h\" or \"90m\""
     } else if message.starts_with("invalid type") {
@@ -895,6 +1057,72 @@ stores = [{ kind = "1password", title = "AWS Access Key - {user}" }, { kind = "s
     fn invalid_user_name_is_refused() {
         let (line, _, _) = error_of("[services.a]\niam_user = \"has space\"\n");
         assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn audit_and_notify_sections_parse() {
+        let config = Config::parse(
+            "[audit]\npath = \"logs/audit.log\"\ncloudwatch_log_group = \"/credrot/audit\"\n\n[notify]\nwebhook = \"https://hooks.example.com/x\"\ntimeout = \"3s\"\n",
+            Path::new("/etc/credrot/services.toml"),
+        )
+        .unwrap();
+        let audit = config.audit.unwrap();
+        assert_eq!(
+            audit.path.as_deref(),
+            Some(Path::new("/etc/credrot/logs/audit.log")),
+            "relative to the configuration's directory"
+        );
+        assert_eq!(
+            audit.cloudwatch,
+            Some(CloudWatchTarget {
+                group: "/credrot/audit".to_string(),
+                stream: None
+            })
+        );
+        let notify = config.notify.unwrap();
+        assert_eq!(notify.webhook.target(), "https://hooks.example.com");
+        assert_eq!(notify.timeout, Duration::from_secs(3));
+        assert!(parse("").unwrap().audit.is_none());
+    }
+
+    #[test]
+    fn an_audit_section_without_destination_is_refused() {
+        let (line, _, message) = error_of("\n[audit]\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("no destination"), "{message}");
+    }
+
+    #[test]
+    fn audit_mistakes_are_reported_where_they_are() {
+        let (line, _, message) = error_of("[audit]\npath = \"a.log\"\ncolour = 1\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("unknown field `colour`"), "{message}");
+        let (line, _, message) =
+            error_of("[audit]\npath = \"a.log\"\ncloudwatch_log_stream = \"s\"\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.contains("without cloudwatch_log_group"),
+            "{message}"
+        );
+        let (line, _, message) = error_of("[audit]\ncloudwatch_log_group = \"bad name!\"\n");
+        assert_eq!(line, 2);
+        assert!(
+            message.contains("not a valid CloudWatch Logs group"),
+            "{message}"
+        );
+        let (line, _, _) = error_of("[audit]\npath = \"\"\n");
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn a_webhook_must_be_an_http_url() {
+        let (line, column, message) = error_of("[notify]\nwebhook = \"ftp://x/y\"\n");
+        assert_eq!((line, column), (2, 11));
+        assert!(message.contains("http:// or https://"), "{message}");
+        let (_, _, message) = error_of("[notify]\n");
+        assert!(message.contains("webhook"), "{message}");
+        let (line, _, _) = error_of("[notify]\nwebhook = \"https://x/y\"\nretries = 3\n");
+        assert_eq!(line, 3);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The top-level error and its exit code: the one place where failures become numbers.
 
+use crate::audit::AuditError;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::credentials_file::FileError;
@@ -75,6 +76,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The audit log could not be written in full, or `audit verify` found it broken.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// stdout or stderr could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -117,6 +121,7 @@ impl Error {
             | Error::Session(_)
             | Error::SelfRotation(_)
             | Error::Exec { .. }
+            | Error::Audit(_)
             | Error::Output(_) => EXIT_FAILURE,
         }
     }

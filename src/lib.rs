@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`main`]; the rotation engine ([`rotation`]) knows nothing
 //! of the command line, and stores ([`store`]) implement one trait.
 
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod commands;
@@ -15,6 +16,7 @@ mod failpoints;
 pub mod fsutil;
 pub mod generate;
 mod logging;
+pub mod notify;
 pub mod output;
 pub mod policy;
 pub mod profile;

@@ -5,7 +5,7 @@ mod error;
 mod sdk;
 
 pub use error::{AwsError, AwsErrorKind};
-pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkVerifier};
+pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
 
 use crate::secret::AccessKey;
 use async_trait::async_trait;
@@ -71,4 +71,27 @@ pub trait IamApi: Send + Sync {
 pub trait KeyVerifier: Send + Sync {
     /// The ARN that `key` authenticates as (STS `GetCallerIdentity` signed with it).
     async fn caller_arn(&self, key: &AccessKey) -> Result<String, AwsError>;
+}
+
+/// One message for CloudWatch Logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The message (an audit line, without its newline).
+    pub message: String,
+}
+
+/// The CloudWatch Logs calls the audit sink makes.
+#[async_trait]
+pub trait LogsApi: Send + Sync {
+    /// Create the log group and the log stream, each unless it already exists.
+    async fn ensure_stream(&self, group: &str, stream: &str) -> Result<(), AwsError>;
+    /// `PutLogEvents`: `events` are in time order and within the API's batch limits.
+    async fn put_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+    ) -> Result<(), AwsError>;
 }

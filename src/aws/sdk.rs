@@ -1,6 +1,8 @@
 //! The SDK-backed implementations of the AWS interfaces, and the shared SDK configuration.
 
-use super::{AwsError, IamApi, IamUser, KeyMeta, KeyUse, KeyVerifier};
+use super::{
+    AwsError, AwsErrorKind, IamApi, IamUser, KeyMeta, KeyUse, KeyVerifier, LogEvent, LogsApi,
+};
 use crate::secret::AccessKey;
 use async_trait::async_trait;
 use aws_config::meta::region::RegionProviderChain;
@@ -119,6 +121,34 @@ impl AwsContext {
         }
     }
 
+    /// CloudWatch Logs in the run's region.
+    pub fn logs(&self) -> SdkLogs {
+        SdkLogs {
+            client: aws_sdk_cloudwatchlogs::Client::new(&self.sdk_config),
+        }
+    }
+
+    /// The ARN of the identity this run signs as (STS `GetCallerIdentity` with the run's
+    /// own credentials and endpoint), for the audit log.
+    pub async fn caller_arn(&self) -> Result<String, AwsError> {
+        // Few retries: this only labels audit lines, and an unreachable STS will show up
+        // again, with a better message, in the rotation itself.
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        out.arn().map(str::to_string).ok_or_else(|| AwsError {
+            operation: "sts:GetCallerIdentity",
+            code: None,
+            message: "the response held no ARN".to_string(),
+            kind: AwsErrorKind::Other,
+        })
+    }
+
     /// A verifier that signs STS calls with the key under test.
     pub fn verifier(&self) -> SdkVerifier {
         SdkVerifier {
@@ -195,7 +225,7 @@ impl IamApi for SdkIam {
             operation: "iam:CreateAccessKey",
             code: None,
             message: "the response held no access key".to_string(),
-            kind: super::AwsErrorKind::Other,
+            kind: AwsErrorKind::Other,
         })?;
         let meta = KeyMeta {
             id: key.access_key_id().to_string(),
@@ -281,7 +311,7 @@ impl IamApi for SdkIam {
                 operation: "iam:TagUser",
                 code: None,
                 message: e.to_string(),
-                kind: super::AwsErrorKind::Other,
+                kind: AwsErrorKind::Other,
             })?;
         self.client
             .tag_user()
@@ -330,5 +360,94 @@ impl KeyVerifier for SdkVerifier {
             .await
             .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
         Ok(out.arn().unwrap_or_default().to_string())
+    }
+}
+
+/// CloudWatch Logs through the SDK.
+#[derive(Clone, Debug)]
+pub struct SdkLogs {
+    client: aws_sdk_cloudwatchlogs::Client,
+}
+
+/// Whether a create call failed only because the resource is already there.
+fn already_exists(err: &AwsError) -> bool {
+    err.code.as_deref() == Some("ResourceAlreadyExistsException")
+}
+
+#[async_trait]
+impl LogsApi for SdkLogs {
+    async fn ensure_stream(&self, group: &str, stream: &str) -> Result<(), AwsError> {
+        // Create and tolerate "already exists" rather than describe first: one call in the
+        // common case, and no race with another run creating the same group.
+        let created = self
+            .client
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("logs:CreateLogGroup", e));
+        match created {
+            Err(e) if !already_exists(&e) => return Err(e),
+            _ => {}
+        }
+        let created = self
+            .client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("logs:CreateLogStream", e));
+        match created {
+            Err(e) if !already_exists(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn put_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+    ) -> Result<(), AwsError> {
+        let events = events
+            .iter()
+            .map(|e| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(e.timestamp_ms)
+                    .message(&e.message)
+                    .build()
+                    .map_err(|err| AwsError {
+                        operation: "logs:PutLogEvents",
+                        code: None,
+                        message: err.to_string(),
+                        kind: AwsErrorKind::Other,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("logs:PutLogEvents", e))?;
+        // CloudWatch answers 200 and drops events it finds too old or too new.
+        if let Some(rejected) = out.rejected_log_events_info() {
+            return Err(AwsError {
+                operation: "logs:PutLogEvents",
+                code: None,
+                message: format!(
+                    "CloudWatch Logs rejected events (too new before index {:?}, too old until {:?}, expired until {:?}); check this machine's clock",
+                    rejected.too_new_log_event_start_index(),
+                    rejected.too_old_log_event_end_index(),
+                    rejected.expired_log_event_end_index()
+                ),
+                kind: AwsErrorKind::Other,
+            });
+        }
+        Ok(())
     }
 }

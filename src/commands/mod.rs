@@ -1,5 +1,6 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
+mod audit;
 mod context;
 mod credential_process;
 mod exec;
@@ -11,7 +12,7 @@ mod session;
 mod source;
 mod status;
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{AuditCommand, Cli, Command, GlobalArgs};
 use crate::config::Config;
 use crate::error::Error;
 use crate::output;
@@ -109,6 +110,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             verify_timeout,
             ssh,
         } => rotate_profile::run(global, profile, *verify_timeout, ssh),
+        Command::Audit {
+            action: AuditCommand::Verify { path },
+        } => audit::verify(global, path.as_deref(), || load_config(global, true)),
     }
 }
 

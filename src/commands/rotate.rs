@@ -1,21 +1,25 @@
 //! `credrot update SERVICE` and `credrot rotate --path PATH`.
 
 use super::context::{load_aws, open_target, path_settings, runtime};
+use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs};
 use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
+use crate::notify::RunNotice;
 use crate::output::{self, SecretPrinter};
 use crate::policy::RotationPolicy;
 use crate::rotation::{
-    DiscardEvents, Engine, EngineOptions, LockOptions, Outcome, Target, UserReport,
+    DiscardEvents, Engine, EngineOptions, EventSink, LockOptions, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
 use crate::store::{Outfile, SecretStore, StoreEnv};
 use crate::terraform;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Rotate the IAM user of one configured service.
 pub fn update(
@@ -32,8 +36,9 @@ pub fn update(
         args,
         &format!("service '{name}'"),
         "[[services.NAME.stores]]",
+        format!("update {name}"),
     )?;
-    runtime()?.block_on(async {
+    job.run(async {
         let aws = load_aws(config, global, service.region.as_deref()).await;
         let env = job.store_env(&aws, service.tags.clone());
         let target = job.target(
@@ -72,8 +77,9 @@ pub fn rotate_path(
         args,
         &format!("IAM path {iam_path}"),
         "[paths.NAME] stores",
+        format!("rotate --path {iam_path}"),
     )?;
-    runtime()?.block_on(async {
+    job.run(async {
         let aws = load_aws(config, global, None).await;
         let users = aws.iam().list_users(&iam_path).await?;
         if users.is_empty() {
@@ -98,6 +104,16 @@ struct Job<'a> {
     global: &'a GlobalArgs,
     args: &'a RotationArgs,
     outfile: Option<Arc<Outfile>>,
+    /// The audit file, opened (and so proven writable) before any AWS call; moved into
+    /// the run's [`AuditLog`] when the run starts.
+    audit_file: Mutex<Option<AuditFile>>,
+    /// What ran, for the notice.
+    command: String,
+    /// This run's id: IAM lock owner, audit `run`, notice `run_id`.
+    run_id: String,
+    started: SystemTime,
+    /// Whether the run's notice went out (a run that stops early sends one at its end).
+    notified: AtomicBool,
 }
 
 impl<'a> Job<'a> {
@@ -111,6 +127,7 @@ impl<'a> Job<'a> {
         args: &'a RotationArgs,
         subject: &str,
         section: &str,
+        command: String,
     ) -> Result<Self, Error> {
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
             return Err(Error::Usage(format!(
@@ -129,17 +146,102 @@ impl<'a> Job<'a> {
             }
             None => None,
         };
+        // A dry run changes nothing, so it records nothing.
+        let audit_file = match config.audit.as_ref().and_then(|a| a.path.as_deref()) {
+            Some(path) if !args.dry_run => {
+                Some(AuditFile::open(path).map_err(|e| Error::Usage(e.to_string()))?)
+            }
+            _ => None,
+        };
         Ok(Job {
             config,
             global,
             args,
             outfile,
+            audit_file: Mutex::new(audit_file),
+            command,
+            run_id: run_id(),
+            started: SystemTime::now(),
+            notified: AtomicBool::new(false),
         })
     }
 
     /// What the stores of this run share; `tags` are the service's.
     fn store_env(&self, aws: &AwsContext, tags: Vec<String>) -> StoreEnv {
         StoreEnv::new(aws.clone(), self.config.base_dir.clone(), tags)
+    }
+
+    /// Run `work` on a fresh runtime; a run that ends in an error before its notice went
+    /// out still notifies, so that a run that never got to rotate is heard of too.
+    fn run(&self, work: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+        runtime()?.block_on(async {
+            let result = work.await;
+            if let Err(e) = &result {
+                if !self.notified.load(Ordering::SeqCst) {
+                    self.notify(&[], vec![e.to_string()], None).await;
+                }
+            }
+            result
+        })
+    }
+
+    /// POST the run's notice, if `[notify]` is configured. Never fails the run.
+    async fn notify(
+        &self,
+        reports: &[UserReport],
+        errors: Vec<String>,
+        audit: Option<&AuditSummary>,
+    ) {
+        let Some(notify) = &self.config.notify else {
+            return;
+        };
+        self.notified.store(true, Ordering::SeqCst);
+        let mut notice = RunNotice::new(
+            &self.run_id,
+            &self.command,
+            self.args.dry_run,
+            self.started,
+            reports,
+        );
+        notice.errors = errors;
+        notice.audit = audit;
+        match notify.webhook.post(notice.to_json(), notify.timeout).await {
+            Ok(()) => tracing::info!(webhook = %notify.webhook.target(), "run notice sent"),
+            Err(e) => {
+                tracing::warn!("could not send the run notice: {e}; the run's result is unchanged")
+            }
+        }
+    }
+
+    /// The run's audit sink, when `[audit]` is configured and this is not a dry run. The
+    /// CloudWatch group and stream are made ready here, before any key changes.
+    async fn start_audit(&self, aws: &AwsContext) -> Result<Option<Arc<AuditLog>>, Error> {
+        let Some(audit) = self.config.audit.as_ref().filter(|_| !self.args.dry_run) else {
+            return Ok(None);
+        };
+        // Labels the audit lines only: a rotation must not stop for it.
+        let caller = aws.caller_arn().await.unwrap_or_else(|e| {
+            tracing::warn!("cannot tell which identity this run uses ({e}); the audit log records the caller as \"unknown\"");
+            "unknown".to_string()
+        });
+        let cloudwatch = match &audit.cloudwatch {
+            Some(target) => Some(
+                CloudWatchSink::start(
+                    Arc::new(aws.logs()),
+                    &target.group,
+                    target.stream.as_deref().unwrap_or(&self.run_id),
+                )
+                .await
+                .map_err(AuditError::from)?,
+            ),
+            None => None,
+        };
+        let file = self.audit_file.lock().expect("audit file lock").take();
+        let run = RunInfo {
+            run_id: self.run_id.clone(),
+            caller,
+        };
+        Ok(Some(Arc::new(AuditLog::new(run, file, cloudwatch))))
     }
 
     fn target(
@@ -173,16 +275,21 @@ impl<'a> Job<'a> {
                 store.check_run().await?;
             }
         }
+        let audit = self.start_audit(aws).await?;
+        let events: Arc<dyn EventSink> = match &audit {
+            Some(log) => log.clone(),
+            None => Arc::new(DiscardEvents),
+        };
         let engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
-            Arc::new(DiscardEvents),
+            events,
             EngineOptions {
                 dry_run,
                 force: self.args.force,
                 verify_timeout: self.args.verify_timeout,
                 lock: (!self.args.no_lock).then(|| LockOptions {
-                    owner: run_id(),
+                    owner: self.run_id.clone(),
                     ttl: self.args.lock_ttl,
                 }),
             },
@@ -192,6 +299,9 @@ impl<'a> Job<'a> {
         let print_failure = std::sync::Mutex::new(None);
         let on_done = |report: &UserReport| {
             progress.inc(1);
+            if let Some(log) = &audit {
+                log.checkpoint();
+            }
             if let Some(printer) = &printer {
                 if let Err(e) = printer.emit(report) {
                     print_failure.lock().expect("lock").get_or_insert(e);
@@ -207,6 +317,10 @@ impl<'a> Job<'a> {
             _ => engine.rotate_many(targets, concurrency, &on_done).await,
         };
         progress.finish_and_clear();
+        let audited = match &audit {
+            Some(log) => Some(log.finish().await),
+            None => None,
+        };
         if let Some(printer) = &printer {
             printer.finish()?;
         }
@@ -229,27 +343,46 @@ impl<'a> Job<'a> {
                 self.global.output,
             )?;
         }
+        let audit_error = match &audited {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        let summary = audited.as_ref().and_then(|r| r.as_ref().ok());
+        self.notify(&reports, audit_error.into_iter().collect(), summary)
+            .await;
         let failed = reports
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)
             .count();
-        if failed > 0 {
-            return Err(Error::RunFailed {
-                failed,
-                total: reports.len(),
-            });
+        match (failed, audited) {
+            (0, Some(Err(e))) => Err(e.into()),
+            (0, _) => Ok(()),
+            (_, audited) => {
+                if let Some(Err(e)) = audited {
+                    // Both end in exit 1; the users' failures are the error, this one is told.
+                    tracing::error!("{e}");
+                }
+                Err(Error::RunFailed {
+                    failed,
+                    total: reports.len(),
+                })
+            }
         }
-        Ok(())
     }
 }
 
-/// This run's identity in lock tags: host-independent, unique enough across runs.
+/// This run's identity in lock tags, audit lines, notices and default CloudWatch stream
+/// names: start time and process id, so unique across runs and sortable by time.
 fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("credrot-{}-{nanos:09}", std::process::id())
+        .unwrap_or_default();
+    format!(
+        "credrot-{}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
 }
 
 /// A progress bar on stderr when stdout is a terminal; hidden otherwise.

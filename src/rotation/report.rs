@@ -27,6 +27,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order summaries list them.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Rotated,
+        Outcome::Fresh,
+        Outcome::Retiring,
+        Outcome::Stuck,
+        Outcome::Busy,
+        Outcome::Planned,
+        Outcome::Failed,
+    ];
+
     /// The word shown in tables.
     pub fn as_str(self) -> &'static str {
         match self {

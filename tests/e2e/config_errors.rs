@@ -65,6 +65,24 @@ const CASES: &[Case] = &[
         expect: &["services.toml:2:", "{user}"],
     },
     Case {
+        name: "audit section without destination",
+        toml: Some("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"file\", path = \"a.json\" }]\n\n[audit]\n"),
+        args: &["update", "a"],
+        expect: &["services.toml:5:1", "[audit] names no destination", "cloudwatch_log_group"],
+    },
+    Case {
+        name: "unknown audit key",
+        toml: Some("[audit]\npath = \"a.log\"\nfile = \"b.log\"\n"),
+        args: &["rotate", "--path", "PSK", "-o", "k.json"],
+        expect: &["services.toml:3:1", "unknown field `file`"],
+    },
+    Case {
+        name: "webhook that is not an http URL",
+        toml: Some("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"file\", path = \"a.json\" }]\n\n[notify]\nwebhook = \"hooks.example.com/x\"\n"),
+        args: &["update", "a"],
+        expect: &["services.toml:6:11", "http:// or https://"],
+    },
+    Case {
         name: "no store for the path",
         toml: None,
         args: &["rotate", "--path", "PSK"],

@@ -5,6 +5,7 @@ mod harness;
 mod home;
 mod proxy;
 
+mod audit;
 mod bad_input;
 mod completions;
 mod concurrency;
