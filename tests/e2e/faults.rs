@@ -1,7 +1,8 @@
 //! The fault-injection suite: rotations through a proxy that fails 15% of the requests
 //! (HTTP 500, Throttling, connection resets before and after the emulator did the work).
 //! After the runs and one clean run, every user must hold a working key that its store hands
-//! out, at most two keys, and no key newer than the stored one (an orphan).
+//! out, at most two keys, no key newer than the stored one (an orphan), and an audit log
+//! whose hash chain verifies.
 
 use crate::harness::{key_of, keys_by_age, read_json, FaultProxy, Moto};
 
@@ -22,7 +23,7 @@ fn two_hundred_rotations_under_injected_faults_keep_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("services.toml"),
-        "[paths.Faulty]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
+        "[paths.Faulty]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n\n[audit]\npath = \"audit.log\"\n",
     )
     .unwrap();
     let proxy = FaultProxy::start(&moto.endpoint, 0.15, &["--seed", "7"]);
@@ -84,6 +85,17 @@ fn two_hundred_rotations_under_injected_faults_keep_every_invariant() {
             )),
             Some(_) => {}
         }
+    }
+    let audit = moto
+        .credrot_process(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    if !audit.status.success() {
+        violations.push(format!(
+            "audit log: {}",
+            String::from_utf8_lossy(&audit.stdout)
+        ));
     }
     let stats = proxy.stats();
     println!(
