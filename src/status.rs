@@ -4,7 +4,8 @@
 use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyUse};
 use crate::policy::Mode;
 use crate::rotation::{
-    decide_retirement, RetireFacts, Retirement, Target, DEACTIVATED_TAG, VERIFIED_TAG,
+    decide_retirement, is_own_verification, RetireFacts, Retirement, Target, DEACTIVATED_TAG,
+    VERIFIED_TAG,
 };
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
@@ -266,6 +267,8 @@ fn judge_use(
     now: SystemTime,
     status: &mut UserStatus,
 ) {
+    // credrot's own verification right after creation is not a use by the service.
+    let usage = usage.filter(|u| !is_own_verification(current.created, None, u));
     let since = usage.map(|u| u.date).unwrap_or(current.created);
     if now.duration_since(since).unwrap_or_default() > options.unused_after {
         flag(

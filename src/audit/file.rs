@@ -113,6 +113,11 @@ impl AuditFile {
         result
     }
 
+    /// Where the file's chain stands now, under the lock.
+    pub fn current_head(&self) -> Result<Link, AuditError> {
+        self.with_lock(|| self.head())
+    }
+
     /// The position of the file's last line (genesis for an empty file).
     fn head(&self) -> Result<Link, AuditError> {
         let Some(line) = self.last_line()? else {

@@ -82,7 +82,12 @@ impl AuditLog {
         let summary = AuditSummary {
             path: self.file.as_ref().map(|f| f.path().to_path_buf()),
             lines: state.lines,
-            head: state.last.clone().unwrap_or_else(Link::genesis),
+            // A run that wrote nothing still reports where the file's chain stands.
+            head: state
+                .last
+                .clone()
+                .or_else(|| self.file.as_ref().and_then(|f| f.current_head().ok()))
+                .unwrap_or_else(Link::genesis),
         };
         if let Some(first) = &state.first_failure {
             if let Err(e) = &delivered {

@@ -129,6 +129,24 @@ pub fn run(path: &Path, args: &GenerateArgs) -> Result<(), Error> {
         duration,
     )?;
     let store = ask.store(args.store)?;
+    let location_flags = [
+        (StoreKind::File, "--file", args.file.is_some()),
+        (StoreKind::OnePassword, "--vault", args.vault.is_some()),
+        (
+            StoreKind::SecretsManager,
+            "--secret-name",
+            args.secret_name.is_some(),
+        ),
+        (StoreKind::Ssm, "--prefix", args.prefix.is_some()),
+    ];
+    if let Some((_, flag, _)) = location_flags
+        .iter()
+        .find(|(kind, _, given)| *given && *kind != store)
+    {
+        return Err(Error::Usage(format!(
+            "{flag} does not apply to the chosen store; pass the --store it belongs to, or leave it out"
+        )));
+    }
     let (flag, given) = match store {
         StoreKind::File => ("--file", args.file.clone()),
         StoreKind::OnePassword => ("--vault", args.vault.clone()),
@@ -161,9 +179,11 @@ pub fn run(path: &Path, args: &GenerateArgs) -> Result<(), Error> {
         Err(e) => return Err(Error::Usage(format!("cannot read {}: {e}", path.display()))),
     };
     let text = add_service(&existing, path, &service).map_err(|e| Error::Usage(e.to_string()))?;
+    // Terraform replaces the key at the first apply after rotation_days: a day less than
+    // max_age keeps a daily-applied key within it.
     let days = DurationSetting::parse(&service.max_age)
-        .map(|d| (d.value.as_secs() / 86_400).max(1))
-        .unwrap_or(30);
+        .map(|d| (d.value.as_secs() / 86_400).saturating_sub(1).max(1))
+        .unwrap_or(29);
     if args.dry_run {
         eprintln!(
             "--dry-run: {} is unchanged; the service would be:\n{}",

@@ -402,8 +402,13 @@ impl Engine {
             if !self.options.dry_run {
                 self.delete_key(target, &orphan, &held).await?;
             }
+            let verb = if self.options.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
             report.actions.push(format!(
-                "deleted {orphan}: created by an interrupted run, never stored or used"
+                "{verb} {orphan}: created by an interrupted run, never stored or used"
             ));
             report.deleted = Some(orphan.clone());
             seen.keys.retain(|k| k.id != orphan);
@@ -510,7 +515,12 @@ impl Engine {
                 if !dry {
                     self.deactivate_key(target, &old.id, held).await?;
                 }
-                report.actions.push(format!("deactivated {}", old.id));
+                let verb = if dry {
+                    "would deactivate"
+                } else {
+                    "deactivated"
+                };
+                report.actions.push(format!("{verb} {}", old.id));
                 Ok(Some(if dry {
                     Outcome::Planned
                 } else {
@@ -681,8 +691,14 @@ impl Engine {
                 held.push(store.read().await?);
             }
             report.current_before = held.iter().flatten().map(|k| k.id.clone()).next();
-            // Same id and secret everywhere: nothing to hand on.
-            if held.iter().all(|k| k.as_ref() == Some(&key)) {
+            // Same id and secret in every real store: nothing to hand on (the -o copy only
+            // gets keys that are handed on).
+            let copies: Vec<bool> = target.stores.iter().map(|s| s.is_copy()).collect();
+            if held
+                .iter()
+                .zip(&copies)
+                .all(|(k, &copy)| copy || k.as_ref() == Some(&key))
+            {
                 return Ok(Outcome::Fresh);
             }
             if self.options.dry_run {

@@ -181,5 +181,5 @@ fn a_person_at_a_terminal_is_prompted_with_defaults_and_validation() {
         text.contains("max_age = \"90d\"") && text.contains("path = \"secrets/{service}.json\""),
         "{text}"
     );
-    assert!(screen.contains("rotation_days = 90"), "{screen}");
+    assert!(screen.contains("rotation_days = 89"), "{screen}");
 }
