@@ -9,6 +9,7 @@ credrot in release mode first. Secrets never leave the run's temporary directory
 
 import argparse
 import concurrent.futures
+import http.client
 import json
 import os
 import platform
@@ -18,12 +19,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.auth
+import botocore.awsrequest
 import botocore.config
+import botocore.credentials
 
 REPO = Path(__file__).resolve().parent.parent
 PROXY_SCRIPT = REPO / "tests" / "support" / "fault_proxy.py"
@@ -206,24 +211,59 @@ def clean_aws_env(workdir, endpoint, key):
         "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, ".no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
     })
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        open(env[name], "w", encoding="utf-8").close()
     return env
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_measured(argv, cwd, env):
-    """Run a process to completion; return (exit code, wall s, peak RSS KiB, stdout, stderr).
-    stdout and stderr go to files in `cwd` (they may name keys, never print them here)."""
+    """Run a process to completion; return (exit code, wall s, peak RSS KiB, CPU s or None,
+    stdout, stderr).
+    stdout and stderr go to files in `cwd` (they may name keys, never print them here).
+
+    The peak RSS comes from GNU time when it is installed: rusage taken from here would
+    count the memory of this Python process, which the child shares between fork and exec.
+    Without GNU time, VmHWM is polled from /proc every few milliseconds."""
     out_path = os.path.join(cwd, "stdout.txt")
     err_path = os.path.join(cwd, "stderr.txt")
+    rss_path = os.path.join(cwd, "rss.txt")
+    gnu_time = os.access(GNU_TIME, os.X_OK)
+    command = [GNU_TIME, "-f", "%M %U %S", "-o", rss_path] + argv if gnu_time else argv
+    cpu_s = None
+    peak_kib = 0
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while not gnu_time and proc.poll() is None:
+            peak_kib = max(peak_kib, vm_hwm_kib(proc.pid))
+            time.sleep(0.005)
+        proc.wait()
         wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    if gnu_time:
+        with open(rss_path, encoding="utf-8") as rss:
+            # GNU time prints "Command exited with non-zero status N" before the figures.
+            figures = rss.read().split()[-3:]
+            peak_kib = int(figures[0])
+            cpu_s = round(float(figures[1]) + float(figures[2]), 2)
     with open(out_path, encoding="utf-8", errors="replace") as out, \
             open(err_path, encoding="utf-8", errors="replace") as err:
-        return proc.returncode, wall, usage.ru_maxrss, out.read(), err.read()
+        return proc.returncode, wall, peak_kib, cpu_s, out.read(), err.read()
+
+
+def vm_hwm_kib(pid):
+    """The peak resident set of a running process, in KiB (0 once it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid, encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def calls_from(stats, rotated, setup_actions):
@@ -253,7 +293,8 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
                     "--concurrency", str(concurrency), "-o", "keys.json"]
             if not lock:
                 argv.append("--no-lock")
-            code, wall, rss_kib, out, err = run_measured(
+            load = os.getloadavg()[0]
+            code, wall, rss_kib, cpu_s, out, err = run_measured(
                 argv, workdir, clean_aws_env(workdir, endpoint, emu.admin))
             stats = proxy.stats() if proxy else None
         finally:
@@ -273,7 +314,8 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
         "wall_s": round(wall, 3), "rotated": rotated, "failed": failed,
         "users_per_s": round(rotated / wall, 1) if wall else None,
         "ms_per_user": round(1000 * wall / users, 2),
-        "peak_rss_mb": round(rss_kib / 1024, 1),
+        "peak_rss_mb": round(rss_kib / 1024, 1), "cpu_s": cpu_s,
+        "loadavg_1m_before": round(load, 2),
         "throttling_errors_shown": sum("hrottl" in e for e in errors) + err.count("hrottl"),
         "stderr_tail": err.strip().splitlines()[-3:],
     }
@@ -285,24 +327,67 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
     return result
 
 
-def floor_run(workroot, users, width, latency_ms):
+class CallerIdentity:
+    """STS GetCallerIdentity signed with a given key, over one keep-alive connection per
+    thread: what the floor's verify step costs without building a boto3 client per key."""
+
+    BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+
+    def __init__(self, endpoint):
+        """Send to `endpoint` (http://host:port)."""
+        self.endpoint = endpoint
+        self.host_port = endpoint.split("://", 1)[1]
+        self.local = threading.local()
+
+    def arn(self, key_id, secret):
+        """The ARN the key authenticates as; raises on any refusal."""
+        request = botocore.awsrequest.AWSRequest(
+            method="POST", url=self.endpoint + "/", data=self.BODY,
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(key_id, secret), "sts",
+                                REGION).add_auth(request)
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.host_port, timeout=60)
+        try:
+            conn.request("POST", "/", body=self.BODY, headers=dict(request.headers.items()))
+            reply = conn.getresponse()
+            text = reply.read().decode()
+        except (OSError, http.client.HTTPException):
+            self.local.conn = None
+            conn.close()
+            raise
+        if reply.status != 200 or "<Arn>" not in text:
+            raise RuntimeError("GetCallerIdentity refused the new key: HTTP %d" % reply.status)
+        return text.split("<Arn>", 1)[1].split("</Arn>", 1)[0]
+
+
+def floor_run(workroot, users, width, latency_ms, verify=False):
     """The emulator's floor: on a fresh fleet, the minimal request sequence per user
-    (ListAccessKeys, DeleteAccessKey of the oldest key when there are two, CreateAccessKey),
-    from `width` threads with boto3, as fast as the emulator (and proxy, if any) accepts."""
+    (ListAccessKeys, DeleteAccessKey of the oldest key when there are two, CreateAccessKey;
+    with `verify`, also GetCallerIdentity signed with the new key, as credrot does), from
+    `width` threads with boto3, as fast as the emulator (and proxy, if any) accepts it."""
     with tempfile.TemporaryDirectory(dir=workroot) as workdir, Emulator(workdir) as emu:
         seed_fleet(emu, users)
         proxy = Proxy(emu.endpoint, latency_ms) if latency_ms else None
         try:
             endpoint = proxy.endpoint if proxy else emu.endpoint
             iam = client("iam", endpoint, emu.admin, pool=width)
+            sts = CallerIdentity(endpoint)
 
             def rotate(name):
                 keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
                 if len(keys) > 1:
                     oldest = min(keys, key=lambda k: k["CreateDate"])
                     iam.delete_access_key(UserName=name, AccessKeyId=oldest["AccessKeyId"])
-                iam.create_access_key(UserName=name)
+                new = iam.create_access_key(UserName=name)["AccessKey"]
+                if verify and not sts.arn(new["AccessKeyId"], new["SecretAccessKey"]) \
+                        .endswith("/" + name):
+                    raise RuntimeError("the new key of %s is someone else's" % name)
 
+            # Warm up: botocore builds an operation's model and endpoint rules on first use.
+            iam.list_access_keys(UserName="bench-admin")
+            load = os.getloadavg()[0]
             started = time.perf_counter()
             names = [u["UserName"] for page in iam.get_paginator("list_users").paginate(
                 PathPrefix=IAM_PATH) for u in page["Users"]]
@@ -312,8 +397,10 @@ def floor_run(workroot, users, width, latency_ms):
         finally:
             if proxy:
                 proxy.stop()
-    return {"users": users, "width": width, "latency_ms": latency_ms, "wall_s": round(wall, 3),
-            "users_per_s": round(users / wall, 1), "ms_per_user": round(1000 * wall / users, 2)}
+    return {"users": users, "width": width, "latency_ms": latency_ms, "verify": verify,
+            "wall_s": round(wall, 3), "users_per_s": round(users / wall, 1),
+            "ms_per_user": round(1000 * wall / users, 2),
+            "loadavg_1m_before": round(load, 2)}
 
 
 def python_tool_venv(workroot):
@@ -335,7 +422,7 @@ def run_python_tool(program, workroot, users, latency_ms):
         try:
             endpoint = proxy.endpoint if proxy else emu.endpoint
             # Its PATH argument is the bare name; -o must be a plain file name (in cwd).
-            code, wall, rss_kib, _, err = run_measured(
+            code, wall, rss_kib, _, _, err = run_measured(
                 [program, PATH_NAME, "-o", "keys.json"], workdir,
                 clean_aws_env(workdir, endpoint, emu.admin))
             stats = proxy.stats() if proxy else None
@@ -417,35 +504,54 @@ def ratio(numerator, denominator):
     return round(numerator / denominator, 2)
 
 
+def matching_floor(results, run, verify):
+    """The floor a credrot run is read against: at 0 latency the best width (the emulator's
+    limit); with latency, the same width as the run's concurrency."""
+    floors = [f for f in results.get("floor", {}).get("runs", [])
+              if f["verify"] == verify and f["users"] == run["users"]]
+    if results["latency_ms"]:
+        floors = [f for f in floors if f["width"] == run["concurrency"]]
+    return min(floors, key=lambda f: f["wall_s"]) if floors else None
+
+
 def table(results):
     """The human-readable summary of one benchmark run."""
-    rows = [("run", "users", "conc", "wall s", "users/s", "ms/user", "calls/user",
-             "RSS MB", "vs python/user", "vs floor")]
-    best_floor = results.get("floor", {}).get("best")
-    py_ms = results.get("python_tool", {}).get("marginal_ms_per_user")
+    rows = [("run", "users", "conc", "wall s", "users/s", "ms/user", "calls/user", "CPU s",
+             "RSS MB", "x python/user", "x floor", "x floor+verify")]
+    dash = "-"
     for run in results["credrot"]:
         calls = run.get("calls", {}).get("per_rotated_user")
+        timed = not run.get("counting_only")
         rows.append((
             "credrot %s%s" % ("lock" if run["lock"] else "no-lock",
-                              " (counted via proxy)" if run.get("counting_only") else ""),
+                              " (counting proxy)" if not timed else ""),
             run["users"], run["concurrency"], run["wall_s"], run["users_per_s"],
-            run["ms_per_user"], "%.2f" % calls if calls else "-", run["peak_rss_mb"],
-            "%sx" % ratio(py_ms, run["ms_per_user"]) if py_ms and not run.get("counting_only")
-            else "-",
-            "%sx" % ratio(run["wall_s"], best_floor["wall_s"])
-            if best_floor and best_floor["users"] == run["users"]
-            and not run.get("counting_only") else "-"))
+            run["ms_per_user"], "%.2f" % calls if calls else dash, run["cpu_s"],
+            run["peak_rss_mb"],
+            "%.1fx faster" % run["speedup_vs_python_per_user"]
+            if timed and run.get("speedup_vs_python_per_user") else dash,
+            "%.2f" % run["ratio_to_floor"] if timed and run.get("ratio_to_floor") else dash,
+            "%.2f" % run["ratio_to_floor_with_verify"]
+            if timed and run.get("ratio_to_floor_with_verify") else dash))
     for floor in results.get("floor", {}).get("runs", []):
-        rows.append(("emulator floor (boto3, %d threads)" % floor["width"], floor["users"],
-                     floor["width"], floor["wall_s"], floor["users_per_s"],
-                     floor["ms_per_user"], "-", "-", "-", "1.0x" if floor is best_floor else "-"))
+        rows.append(("floor%s, boto3 %d threads" % ("+verify" if floor["verify"] else "",
+                                                    floor["width"]),
+                     floor["users"], floor["width"], floor["wall_s"], floor["users_per_s"],
+                     floor["ms_per_user"], dash, dash, dash, dash, dash, dash))
     for run in results.get("python_tool", {}).get("runs", []):
         calls = run.get("calls", {}).get("per_rotated_user")
         rows.append(("iam-credential-rotation", run["users"], 1, run["wall_s"],
                      round(run["users"] / run["wall_s"], 1), run["ms_per_user"],
-                     "%.2f" % calls if calls else "-", run["peak_rss_mb"], "-", "-"))
+                     "%.2f" % calls if calls else dash, dash, run["peak_rss_mb"], dash,
+                     dash, dash))
+    for run in results.get("credrot_at_python_n", []):
+        calls = run.get("calls", {}).get("per_rotated_user")
+        rows.append(("credrot %s at the tool's N" % ("lock" if run["lock"] else "no-lock"),
+                     run["users"], run["concurrency"], run["wall_s"], run["users_per_s"],
+                     run["ms_per_user"], "%.2f" % calls if calls else dash, run["cpu_s"],
+                     run["peak_rss_mb"], dash, dash, dash))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -480,6 +586,7 @@ def main():
                "machine": machine(), "users": args.users, "latency_ms": args.latency_ms,
                "fleet": "users under %s, key states round robin: %s"
                         % (IAM_PATH, ", ".join(KEY_STATES)),
+               "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                "credrot": []}
     try:
         if args.only == "all":
@@ -507,7 +614,15 @@ def main():
             for width in widths:
                 log("emulator floor: %d users, %d threads" % (args.users, width))
                 floors.append(floor_run(workroot, args.users, width, args.latency_ms))
-            results["floor"] = {"runs": floors, "best": min(floors, key=lambda f: f["wall_s"])}
+            best = min(floors, key=lambda f: f["wall_s"])
+            for width in widths if args.latency_ms else [best["width"]]:
+                log("emulator floor with verify: %d users, %d threads" % (args.users, width))
+                floors.append(floor_run(workroot, args.users, width, args.latency_ms, True))
+            results["floor"] = {
+                "note": "minimal sequence per user: ListAccessKeys, DeleteAccessKey when the "
+                        "user has two keys, CreateAccessKey (+verify: GetCallerIdentity with "
+                        "the new key); boto3 thread pool; at 0 latency the best width counts",
+                "runs": floors}
             program = python_tool_venv(workroot)
             small = 4  # one user of each key state: the tool's fixed cost, to subtract
             runs = []
@@ -524,13 +639,17 @@ def main():
                 if run.get("counting_only"):
                     continue
                 run["speedup_vs_python_per_user"] = ratio(marginal, run["ms_per_user"])
-                run["ratio_to_floor"] = ratio(run["wall_s"], results["floor"]["best"]["wall_s"])
+                for key, verify in (("ratio_to_floor", False),
+                                    ("ratio_to_floor_with_verify", True)):
+                    floor = matching_floor(results, run, verify)
+                    run[key] = ratio(run["wall_s"], floor["wall_s"]) if floor else None
             log("credrot at the Python tool's own N=%d, for reference" % PYTHON_TOOL_CAP)
             results["credrot_at_python_n"] = [
                 run_credrot(args, workroot, PYTHON_TOOL_CAP, concurrencies[0], lock,
                             args.latency_ms, via_proxy=args.latency_ms > 0) for lock in locks]
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(results, out, indent=2)
@@ -551,8 +670,9 @@ def main():
     print("calls/user: requests per rotated user seen by the proxy, less the run's one "
           "ListUsers; by action in %s" % args.out)
     m = results["machine"]
-    print("machine: %s cores, %s, %s GiB, moto %s" % (m["nproc"], m["cpu"], m["mem_gib"],
-                                                       m["moto"]))
+    print("machine: %s cores, %s, %s GiB, moto %s; load average %s at start, %s at end"
+          % (m["nproc"], m["cpu"], m["mem_gib"], m["moto"], results["loadavg_at_start"][0],
+             results["loadavg_at_end"][0]))
 
 
 if __name__ == "__main__":
