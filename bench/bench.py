@@ -528,7 +528,7 @@ def table(results):
             run["users"], run["concurrency"], run["wall_s"], run["users_per_s"],
             run["ms_per_user"], "%.2f" % calls if calls else dash, run["cpu_s"],
             run["peak_rss_mb"],
-            "%.1fx faster" % run["speedup_vs_python_per_user"]
+            "%.1fx" % run["speedup_vs_python_per_user"]
             if timed and run.get("speedup_vs_python_per_user") else dash,
             "%.2f" % run["ratio_to_floor"] if timed and run.get("ratio_to_floor") else dash,
             "%.2f" % run["ratio_to_floor_with_verify"]
