@@ -151,8 +151,13 @@ impl AwsContext {
 
     /// A verifier that signs STS calls with the key under test.
     pub fn verifier(&self) -> SdkVerifier {
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
+            // The caller retries rejected keys while IAM propagates them; the SDK's own
+            // retries would only slow that loop down.
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
         SdkVerifier {
-            sdk_config: self.sdk_config.clone(),
+            client: aws_sdk_sts::Client::from_conf(config),
         }
     }
 }
@@ -339,23 +344,26 @@ impl IamApi for SdkIam {
 }
 
 /// STS `GetCallerIdentity`, signed with the key being verified.
+///
+/// One client serves every key: each call overrides only the credentials. A client per key
+/// built its own HTTP client each time (TLS root store parsed again, empty connection pool,
+/// so a new connection per verification): about 0.2 ms of CPU per rotated user (bench/).
 #[derive(Clone, Debug)]
 pub struct SdkVerifier {
-    sdk_config: SdkConfig,
+    client: aws_sdk_sts::Client,
 }
 
 #[async_trait]
 impl KeyVerifier for SdkVerifier {
     async fn caller_arn(&self, key: &AccessKey) -> Result<String, AwsError> {
         let credentials = Credentials::new(&key.id, key.expose(), None, None, "credrot-new-key");
-        let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
-            .credentials_provider(credentials)
-            // The caller retries rejected keys while IAM propagates them; the SDK's own
-            // retries would only slow that loop down.
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .build();
-        let out = aws_sdk_sts::Client::from_conf(config)
+        let out = self
+            .client
             .get_caller_identity()
+            .customize()
+            .config_override(
+                aws_sdk_sts::config::Builder::default().credentials_provider(credentials),
+            )
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;

@@ -4,8 +4,10 @@ emulator and injects faults at a set rate (HTTP 500, AWS Throttling errors, conn
 resets before or after the request reached the emulator), adds latency, and can throttle
 above a request rate, as real AWS endpoints do.
 
-GET /__proxy/stats returns the counts as JSON. The proxy prints "listening on PORT" once it
-accepts connections.
+GET /__proxy/stats returns the counts as JSON, with the requests received per AWS action
+under "by_action" (the `Action=` of a query-protocol body such as IAM's and STS's, or the
+operation in a JSON protocol's X-Amz-Target header). The proxy prints "listening on PORT"
+once it accepts connections.
 """
 
 import argparse
@@ -17,7 +19,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -27,17 +29,40 @@ class Stats:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "forwarded": 0, "error_500": 0, "throttled": 0,
                        "reset_before": 0, "reset_after": 0, "rate_limited": 0}
+        self.by_action = {}
 
     def bump(self, name):
         with self.lock:
             self.counts[name] += 1
 
+    def request(self, action):
+        """Count one received request, and which AWS action it asked for."""
+        with self.lock:
+            self.counts["requests"] += 1
+            self.by_action[action] = self.by_action.get(action, 0) + 1
+
     def snapshot(self):
         with self.lock:
             counts = dict(self.counts)
+            counts["by_action"] = dict(self.by_action)
         counts["faults"] = sum(counts[k] for k in
                                ("error_500", "throttled", "reset_before", "reset_after", "rate_limited"))
         return counts
+
+
+def action_of(headers, body):
+    """The AWS operation a request asks for, or "other" when it names none."""
+    target = headers.get("X-Amz-Target")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if b"Action=" in body:
+        try:
+            values = parse_qs(body.decode("utf-8", "replace")).get("Action")
+        except ValueError:
+            values = None
+        if values:
+            return values[0]
+    return "other"
 
 
 class RateLimiter:
@@ -79,6 +104,9 @@ def make_handler(args, stats, limiter, rng, rng_lock):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm on, the body
+        # waits for the client's delayed ACK of the headers (about 40 ms per response).
+        disable_nagle_algorithm = True
 
         def log_message(self, *_):
             pass
@@ -114,7 +142,7 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             if self.path == "/__proxy/stats":
                 self.reply(200, json.dumps(stats.snapshot()), "application/json")
                 return
-            stats.bump("requests")
+            stats.request(action_of(self.headers, body))
             if args.latency_ms:
                 time.sleep(args.latency_ms / 1000.0)
             if not limiter.allow():
