@@ -2,7 +2,8 @@
 //! through the built binary against moto with IAM authentication on.
 
 use crate::harness::{
-    credrot_command, key_of, mode_of, read_json, Key, Moto, Tripwire, WebhookServer,
+    assert_no_secret, credrot_command, key_of, mode_of, read_json, Key, Moto, Tripwire,
+    WebhookServer,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -16,6 +17,13 @@ fn write_config(dir: &Path, store_path: &str, extra: &str) {
         "[services.postgresql]\niam_user = \"{USER}\"\n\n[[services.postgresql.stores]]\nkind = \"file\"\npath = \"{store_path}\"\n\n{extra}\n"
     );
     std::fs::write(dir.join("services.toml"), toml).unwrap();
+}
+
+/// Write the configuration, create the user and give it one key, which is returned.
+fn seed(moto: &Moto, dir: &Path, store_path: &str, extra: &str) -> Key {
+    write_config(dir, store_path, extra);
+    moto.create_user(USER, "/");
+    moto.create_key(USER, true)
 }
 
 fn stored_key(dir: &Path) -> Key {
@@ -105,17 +113,11 @@ fn a_rotation_writes_chained_audit_lines_with_the_caller_and_no_secret() {
         lines[2]
     );
     let text = std::fs::read_to_string(dir.path().join(AUDIT)).unwrap();
-    for secret in [
-        &new.secret,
-        &current.secret,
-        &last.secret,
-        &moto.admin.secret,
-    ] {
-        assert!(
-            !text.contains(secret.as_str()),
-            "a secret is in the audit log"
-        );
-    }
+    assert_no_secret(
+        &text,
+        &[&new, &current, &last, &moto.admin],
+        "the audit log",
+    );
     assert_eq!(mode_of(&dir.path().join(AUDIT)), 0o600);
 
     // A second run continues the same chain.
@@ -271,7 +273,8 @@ fn a_failed_store_write_is_audited_and_the_run_still_rolls_back() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let hook = WebhookServer::start(204);
-    write_config(
+    let old = seed(
+        &moto,
         dir.path(),
         "/proc/credrot-cannot-write/pg.json",
         &format!(
@@ -279,8 +282,6 @@ fn a_failed_store_write_is_audited_and_the_run_still_rolls_back() {
             hook.url
         ),
     );
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
 
     moto.credrot(dir.path())
         .args(["update", "postgresql"])
@@ -413,7 +414,8 @@ fn the_webhook_gets_one_notice_with_the_summary_and_no_secret() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let hook = WebhookServer::start(200);
-    write_config(
+    let old = seed(
+        &moto,
         dir.path(),
         "secrets/pg.json",
         &format!(
@@ -421,8 +423,6 @@ fn the_webhook_gets_one_notice_with_the_summary_and_no_secret() {
             hook.url
         ),
     );
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
 
     let out = moto
         .credrot(dir.path())
@@ -442,9 +442,7 @@ fn the_webhook_gets_one_notice_with_the_summary_and_no_secret() {
     assert_eq!(request.path, "/services/T0/B0/TOKEN123");
     assert_eq!(request.header("content-type"), Some("application/json"));
     let body = String::from_utf8(request.body.clone()).unwrap();
-    for secret in [&new.secret, &old.secret, &moto.admin.secret] {
-        assert!(!body.contains(secret.as_str()), "a secret is in the notice");
-    }
+    assert_no_secret(&body, &[&new, &old, &moto.admin], "the notice");
     let notice = request.json();
     assert_eq!(notice["command"], "update postgresql");
     assert_eq!(notice["dry_run"], false);
@@ -541,7 +539,8 @@ fn a_cloudwatch_failure_mid_run_is_reported_without_stopping_the_rotation() {
     // fails every PutLogEvents.
     let logs = WebhookServer::start_with(vec![200, 200, 500]);
     let hook = WebhookServer::start(200);
-    write_config(
+    let old = seed(
+        &moto,
         dir.path(),
         "secrets/pg.json",
         &format!(
@@ -549,8 +548,6 @@ fn a_cloudwatch_failure_mid_run_is_reported_without_stopping_the_rotation() {
             hook.url
         ),
     );
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
 
     let out = moto
         .credrot(dir.path())
@@ -592,13 +589,12 @@ fn a_cloudwatch_group_that_cannot_be_created_stops_the_run_before_iam() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let logs = WebhookServer::start(500);
-    write_config(
+    let old = seed(
+        &moto,
         dir.path(),
         "secrets/pg.json",
         &format!("[audit]\npath = \"{AUDIT}\"\ncloudwatch_log_group = \"g\"\n"),
     );
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
 
     let out = moto
         .credrot(dir.path())

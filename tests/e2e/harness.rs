@@ -370,6 +370,16 @@ impl Moto {
         labels
     }
 
+    /// The user has exactly `key`, Active, and it works: what an undone rotation leaves.
+    pub fn assert_only_key(&self, user: &str, key: &Key) {
+        assert_eq!(
+            self.keys(user),
+            vec![(key.id.clone(), true)],
+            "new key deleted"
+        );
+        self.assert_key_works_for(key, user);
+    }
+
     /// The credrot binary, run in `dir`, signing as the admin against this server, with no
     /// ambient AWS configuration of the machine leaking in.
     pub fn credrot(&self, dir: &Path) -> Command {
@@ -540,6 +550,16 @@ impl Tripwire {
 /// The fake 1Password CLI of the tests.
 pub fn fake_op() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-op/op")
+}
+
+/// Assert that no secret of `keys` appears in `text`, which `place` names.
+pub fn assert_no_secret(text: &str, keys: &[&Key], place: &str) {
+    for key in keys {
+        assert!(
+            !text.contains(key.secret.as_str()),
+            "a secret is in {place}"
+        );
+    }
 }
 
 /// Read a JSON file.
