@@ -353,13 +353,13 @@ pub struct RotationArgs {
     /// Rotate even users whose CURRENT key is younger than rotate_after
     #[arg(long)]
     pub force: bool,
-    /// Do not take the per-user lock (only when no other credrot run can touch these users)
+    /// Do not take a young key that some store lacks for another run's work in progress, and clean it up at once (only when no other credrot run can touch these users)
     #[arg(long)]
     pub no_lock: bool,
     /// update only: terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
     #[arg(long, value_name = "PATH")]
     pub terraform_bin: Option<PathBuf>,
-    /// How long a user's lock lasts if this run dies holding it
+    /// How long a new key that some store lacks counts as another run's work in progress (the user is busy); after that, as a dead run's, which this run finishes
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
     /// Also write the new keys to FILE as {"user": {"AccessKeyId", "SecretAccessKey"}} (mode 0600)

@@ -10,7 +10,7 @@ use crate::notify::RunNotice;
 use crate::output::{self, SecretPrinter};
 use crate::policy::RotationPolicy;
 use crate::rotation::{
-    DiscardEvents, Engine, EngineOptions, EventSink, LockOptions, Outcome, Target, UserReport,
+    DiscardEvents, Engine, EngineOptions, EventSink, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
 use crate::store::{Outfile, SecretStore, StoreEnv};
@@ -288,10 +288,7 @@ impl<'a> Job<'a> {
                 dry_run,
                 force: self.args.force,
                 verify_timeout: self.args.verify_timeout,
-                lock: (!self.args.no_lock).then(|| LockOptions {
-                    owner: self.run_id.clone(),
-                    ttl: self.args.lock_ttl,
-                }),
+                lock_ttl: (!self.args.no_lock).then_some(self.args.lock_ttl),
             },
         );
         let progress = progress_bar(targets.len() as u64, self.global.quiet);

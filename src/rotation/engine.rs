@@ -2,7 +2,9 @@
 //!
 //! 1. list the user's keys and read every store (a read failure stops the user before any
 //!    change: it is the preflight); a user with nothing to do stops here (`fresh`);
-//! 2. take the user's lock and look again (another run may have changed things);
+//! 2. stop (`busy`) when the keys show another run at work: a key younger than the lock
+//!    TTL that some store does not hand out yet. The key itself is the lock, so taking it
+//!    costs no call; IAM's two-key limit makes creating it atomic (the loser is `busy` too);
 //! 3. converge: bring lagging stores up to date with the newest stored key (verified first),
 //!    and delete keys an interrupted run created but never stored and nobody used;
 //! 4. two-key mode: delete the one key that no store hands out, create the new key;
@@ -13,7 +15,6 @@
 //!    restored, in which case the new key stays, since a store may hand it out.
 
 use super::events::{Event, EventSink};
-use super::lock;
 use super::plan::{plan, PlanError, MAX_KEYS};
 use super::report::{KeyView, Outcome, UserReport};
 use super::retire::{self, decide, RetireFacts, Retirement, DEACTIVATED_TAG, VERIFIED_TAG};
@@ -78,15 +79,6 @@ pub enum RotateError {
     },
 }
 
-/// Per-user locking across concurrent runs.
-#[derive(Debug, Clone)]
-pub struct LockOptions {
-    /// This run's identity in the lock tag.
-    pub owner: String,
-    /// How long a lock lasts if its run dies.
-    pub ttl: Duration,
-}
-
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -96,8 +88,10 @@ pub struct EngineOptions {
     pub force: bool,
     /// How long to keep retrying STS while IAM propagates a new key.
     pub verify_timeout: Duration,
-    /// Lock each user while changing it; `None` for a run that knows it is alone.
-    pub lock: Option<LockOptions>,
+    /// How long a new key that some store does not hand out yet counts as another run's
+    /// rotation in progress (after that, as a dead run's leftover to clean up); `None` for
+    /// a run that knows it is alone.
+    pub lock_ttl: Option<Duration>,
 }
 
 /// One user to rotate and where its key goes.
@@ -139,15 +133,18 @@ impl Observed {
     /// Ids of IAM keys that the stores hand out. Copies count only when the user has no
     /// real store: then the copy is the only place the key's secret lives.
     fn held_ids(&self) -> BTreeSet<String> {
-        let only_copies = self.copies.iter().all(|&c| c);
-        self.held
-            .iter()
-            .zip(&self.copies)
-            .filter(|(_, &copy)| only_copies || !copy)
-            .filter_map(|(k, _)| k.as_ref())
+        self.counted_stores()
+            .filter_map(|i| self.held[i].as_ref())
             .filter(|k| self.in_iam(k))
             .map(|k| k.id.clone())
             .collect()
+    }
+
+    /// Indexes of the stores whose key counts: the real ones, or the copies when the user
+    /// has no real store.
+    fn counted_stores(&self) -> impl Iterator<Item = usize> + '_ {
+        let only_copies = self.copies.iter().all(|&c| c);
+        (0..self.held.len()).filter(move |&i| only_copies || !self.copies[i])
     }
 
     /// Held keys plus staged ones: keys that must not be taken for orphans.
@@ -279,26 +276,18 @@ impl Engine {
         if !self.needs_work(target, &seen) {
             return Ok(Outcome::Fresh);
         }
-        let Some(lock) = self.options.lock.as_ref().filter(|_| !self.options.dry_run) else {
-            return self.converge_and_rotate(target, &mut seen, report).await;
-        };
-        if let Err(holder) = lock::acquire(&*self.iam, &target.user, &lock.owner, lock.ttl).await? {
-            report.note = Some(format!(
-                "locked by {} until {}; that run rotates this user",
-                holder.owner,
-                humantime::format_rfc3339_seconds(holder.until)
-            ));
-            return Ok(Outcome::Busy);
+        if let Some(ttl) = self.options.lock_ttl {
+            if let Some(key) = key_in_flight(&seen, ttl) {
+                report.note = Some(format!(
+                    "key {} was created {}s ago and is not in every store yet: another run is handing it out; if that run died, a run after {} finishes its work",
+                    key.id,
+                    age(key).as_secs(),
+                    humantime::format_rfc3339_seconds(key.created + ttl)
+                ));
+                return Ok(Outcome::Busy);
+            }
         }
-        // Another run may have finished between the first look and the lock.
-        let result = match self.observe(target).await {
-            Ok(mut seen) => self.converge_and_rotate(target, &mut seen, report).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = lock::release(&*self.iam, &target.user).await {
-            warn!(user = %target.user, "could not release the lock (it expires by itself): {e}");
-        }
-        result
+        self.converge_and_rotate(target, &mut seen, report).await
     }
 
     async fn converge_and_rotate(
@@ -601,17 +590,7 @@ impl Engine {
         ctx: &WriteContext,
         report: &mut UserReport,
     ) -> Result<Outcome, RotateError> {
-        let created = self.iam.create_key(&target.user).await.map_err(|e| match e.kind {
-            // Two runs on one user: IAM's two-key limit stops the second one here.
-            AwsErrorKind::LimitExceeded => AwsError {
-                message: format!(
-                    "{}; another rotation of this user is probably running: let it finish, then run again",
-                    e.message
-                ),
-                ..e
-            },
-            _ => e,
-        });
+        let created = self.iam.create_key(&target.user).await;
         self.emit(
             target,
             "create-key",
@@ -619,6 +598,14 @@ impl Engine {
             None,
             &created,
         );
+        if matches!(&created, Err(e) if e.kind == AwsErrorKind::LimitExceeded) {
+            // The two-key limit is the atomic part of the implicit lock: another run created
+            // a key since this one looked, and that run hands it out.
+            report.note = Some(
+                "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
+            );
+            return Ok(Outcome::Busy);
+        }
         let (meta, new_key) = created?;
         info!(user = %target.user, key = %meta.id, "created new key");
         report.created = Some(meta.id.clone());
@@ -861,6 +848,31 @@ fn arn_user_name(arn: &str) -> Option<&str> {
     let resource = arn.splitn(6, ':').nth(5)?;
     let path = resource.strip_prefix("user/")?;
     path.rsplit('/').next()
+}
+
+/// The newest key that looks like another run's rotation in progress: Active, younger than
+/// `ttl`, and newer than the key some store hands out (a store that hands out nothing, or a
+/// key IAM no longer has, is behind every key). A run creates its key, then writes the
+/// stores one by one, then promotes: until the last store has it, this is what others see.
+/// With no key stored anywhere yet there is nothing to be behind, and nothing to protect.
+fn key_in_flight(seen: &Observed, ttl: Duration) -> Option<&KeyMeta> {
+    if seen.held_ids().is_empty() {
+        return None;
+    }
+    let created = |id: &str| seen.keys.iter().find(|k| k.id == id).map(|k| k.created);
+    let behind = seen
+        .counted_stores()
+        .map(|i| {
+            seen.held[i]
+                .as_ref()
+                .and_then(|k| created(&k.id))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        })
+        .min()?;
+    seen.keys
+        .iter()
+        .filter(|k| k.active && k.created > behind && age(k) < ttl)
+        .max_by_key(|k| k.created)
 }
 
 /// Active keys that no store holds and that are newer than every key a store holds: what a

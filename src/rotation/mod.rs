@@ -3,14 +3,13 @@
 
 mod engine;
 mod events;
-mod lock;
 mod plan;
 mod report;
 mod retire;
 
-pub use engine::{Engine, EngineOptions, LockOptions, RotateError, Target};
+pub use engine::{Engine, EngineOptions, RotateError, Target};
 pub use events::{DiscardEvents, Event, EventSink};
-pub use lock::LOCK_TAG;
+
 pub use plan::{plan, Plan, PlanError, MAX_KEYS};
 pub use report::{KeyView, Outcome, UserReport};
 pub use retire::{

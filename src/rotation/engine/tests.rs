@@ -57,8 +57,10 @@ struct IamState {
     failure: Option<(IamOp, String)>,
     /// Keys deleted while a watched store handed them out.
     violations: Vec<String>,
-    /// Tags on users (the lock and staged-retirement state).
+    /// Tags on users (the staged-retirement state).
     tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// A key another run creates just before this run's next CreateAccessKey lands.
+    racing_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -80,8 +82,14 @@ impl FakeIam {
     /// Give `user` an existing key `age_days` old, bypassing the two-key limit so tests can
     /// also build states IAM would refuse. Returns the key as a store would hold it.
     fn seed(&self, user: &str, id: &str, active: bool, age_days: u64) -> AccessKey {
-        let secret = format!("secret-of-{id}");
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(T0_SECS - age_days * 86_400);
+        self.seed_created(user, id, active, created)
+    }
+
+    /// Like `seed`, for a key created at `created` (the fake's clock is fixed in the past;
+    /// keys seeded at the real now are the ones a run in progress has just made).
+    fn seed_created(&self, user: &str, id: &str, active: bool, created: SystemTime) -> AccessKey {
+        let secret = format!("secret-of-{id}");
         let key = FakeKey {
             meta: KeyMeta {
                 id: id.to_string(),
@@ -180,6 +188,11 @@ impl IamApi for FakeIam {
 
     async fn create_key(&self, user: &str) -> Result<(KeyMeta, AccessKey), AwsError> {
         let mut state = self.enter(IamOp::Create, user)?;
+        if let Some(id) = state.racing_key.take() {
+            drop(state);
+            self.seed_created(user, &id, true, SystemTime::now());
+            state = self.lock();
+        }
         let n = state.created.len() + 1;
         let keys = state.users.get_mut(user).ok_or_else(|| {
             aws_error(
@@ -461,10 +474,7 @@ impl Fixture {
                 dry_run: false,
                 force: false,
                 verify_timeout: Duration::from_secs(5),
-                lock: Some(LockOptions {
-                    owner: "unit-test".to_string(),
-                    ttl: Duration::from_secs(60),
-                }),
+                lock_ttl: Some(Duration::from_secs(60)),
             },
         }
     }
@@ -483,6 +493,17 @@ impl Fixture {
     /// An existing key of `USER`.
     fn seed(&self, id: &str, active: bool, age_days: u64) -> AccessKey {
         self.iam.seed(USER, id, active, age_days)
+    }
+
+    /// A key of `USER` created `secs` ago by the real clock.
+    fn seed_recent(&self, id: &str, secs: u64) -> AccessKey {
+        let created = SystemTime::now() - Duration::from_secs(secs);
+        self.iam.seed_created(USER, id, true, created)
+    }
+
+    fn lock_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.options.lock_ttl = ttl;
+        self
     }
 
     /// A store holding `held`, watched so that deleting its key is caught.
@@ -831,6 +852,107 @@ async fn a_new_key_left_by_a_failed_delete_is_cleaned_up_by_the_next_run() {
     let new = f.assert_rotated(&report, &[&store]).await;
     assert_eq!(report.deleted, Some(stray));
     assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD", &new.id]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Another run at work on the same user
+
+/// Asserts a `busy` report that changed nothing in IAM or the stores.
+fn assert_busy_unchanged(
+    f: &Fixture,
+    report: &UserReport,
+    keys: &[&str],
+    stores: &[&Arc<MemoryStore>],
+) {
+    assert_eq!(report.outcome, Outcome::Busy, "error: {:?}", report.error);
+    assert!(report.note.is_some(), "a busy report says why");
+    assert_eq!(f.iam.key_ids(USER), ids(keys));
+    assert_eq!(f.iam.calls(IamOp::Delete), 0);
+    for store in stores {
+        assert!(
+            !store.ops().iter().any(|op| matches!(op, StoreOp::Write(_))),
+            "{} was written",
+            store.name
+        );
+    }
+    f.assert_safe();
+}
+
+#[tokio::test]
+async fn a_young_key_no_store_holds_yet_is_another_runs_and_left_alone() {
+    let f = Fixture::new();
+    let old = f.seed("AKIAOLD", true, 30);
+    f.seed_recent("AKIAINFLIGHT", 5);
+    let store = f.store("a", Some(&old));
+    let report = f.rotate(&[&store]).await;
+    assert!(
+        report
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("AKIAINFLIGHT"),
+        "{:?}",
+        report.note
+    );
+    assert_busy_unchanged(&f, &report, &["AKIAOLD", "AKIAINFLIGHT"], &[&store]);
+    assert_eq!(f.iam.calls(IamOp::Create), 0);
+}
+
+#[tokio::test]
+async fn a_key_only_some_stores_hold_is_another_runs_hand_off_in_progress() {
+    let f = Fixture::new();
+    let old = f.seed("AKIAOLD", true, 30);
+    let young = f.seed_recent("AKIAINFLIGHT", 5);
+    let (a, b) = (f.store("a", Some(&young)), f.store("b", Some(&old)));
+    let report = f.rotate(&[&a, &b]).await;
+    assert_busy_unchanged(&f, &report, &["AKIAOLD", "AKIAINFLIGHT"], &[&a, &b]);
+}
+
+#[tokio::test]
+async fn once_the_lock_ttl_has_passed_a_dead_runs_key_is_cleaned_up() {
+    let f = Fixture::new().lock_ttl(Some(Duration::from_secs(2)));
+    let old = f.seed("AKIAOLD", true, 30);
+    f.seed_recent("AKIAORPHAN", 3);
+    let store = f.store("a", Some(&old));
+    let report = f.rotate(&[&store]).await;
+    let new = f.assert_rotated(&report, &[&store]).await;
+    assert_eq!(report.deleted.as_deref(), Some("AKIAORPHAN"));
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD", &new.id]));
+}
+
+#[tokio::test]
+async fn without_the_lock_a_young_unstored_key_is_an_orphan() {
+    let f = Fixture::new().lock_ttl(None);
+    let old = f.seed("AKIAOLD", true, 30);
+    f.seed_recent("AKIAORPHAN", 1);
+    let store = f.store("a", Some(&old));
+    let report = f.rotate(&[&store]).await;
+    f.assert_rotated(&report, &[&store]).await;
+    assert_eq!(report.deleted.as_deref(), Some("AKIAORPHAN"));
+}
+
+#[tokio::test]
+async fn a_young_key_every_store_holds_is_done_and_not_in_flight() {
+    let f = Fixture::new();
+    f.seed("AKIALAST", true, 30);
+    let young = f.seed_recent("AKIANEW", 5);
+    let store = f.store("a", Some(&young));
+    // Fresh by policy (rotate_after is unset, so every run is due): the lock does not stop it.
+    let report = f.rotate(&[&store]).await;
+    f.assert_rotated(&report, &[&store]).await;
+    assert_eq!(report.deleted.as_deref(), Some("AKIALAST"));
+}
+
+#[tokio::test]
+async fn iams_two_key_limit_makes_the_slower_of_two_runs_busy() {
+    let f = Fixture::new();
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    f.iam.lock().racing_key = Some("AKIAOTHERRUN".to_string());
+    let report = f.rotate(&[&store]).await;
+    assert_eq!(f.iam.calls(IamOp::Create), 1);
+    assert_busy_unchanged(&f, &report, &["AKIAOLD", "AKIAOTHERRUN"], &[&store]);
+    assert_eq!(report.error, None);
 }
 
 // ---------------------------------------------------------------------------------------
