@@ -1,5 +1,6 @@
-//! Two credrot runs over the same path at once: the per-user lock and IAM's two-key limit
-//! keep every user with a working, stored key.
+//! Two credrot runs over the same path at once: the implicit per-user lock (a young key that
+//! a store lacks is another run's) and IAM's two-key limit keep every user with a working,
+//! stored key, and the slower run reports the user `busy`, not failed.
 
 use crate::harness::{key_of, read_json, Moto};
 
@@ -19,15 +20,24 @@ fn two_runs_at_once_keep_the_invariants() {
         "[paths.Concurrent]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
     )
     .unwrap();
-    let run = || {
+    let run = |extra: &[&str]| {
         moto.credrot_process(dir.path())
-            .args(["rotate", "--path", PATH, "--concurrency", "4"])
+            .args([
+                "--output",
+                "json",
+                "rotate",
+                "--path",
+                PATH,
+                "--concurrency",
+                "4",
+            ])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let (first, second) = (run(), run());
+    let (first, second) = (run(&[]), run(&[]));
     for child in [first, second] {
         let out = child.wait_with_output().unwrap();
         let code = out.status.code();
@@ -56,4 +66,25 @@ fn two_runs_at_once_keep_the_invariants() {
         .assert()
         .success();
     check("after a clean run");
+
+    // Now every user has a stored key: two forced runs at once. Every user is rotated by
+    // one of them and left to it by the other, which reports it busy; nobody fails.
+    let (first, second) = (run(&["--force"]), run(&["--force"]));
+    let mut busy = 0;
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["failed"], 0, "{summary}");
+        for user in summary["users"].as_array().unwrap() {
+            let outcome = user["outcome"].as_str().unwrap();
+            assert!(matches!(outcome, "rotated" | "busy"), "{user}");
+            busy += usize::from(outcome == "busy");
+        }
+    }
+    println!(
+        "concurrent forced runs: {busy} of {} user runs busy",
+        2 * users.len()
+    );
+    check("after two forced runs at once");
 }

@@ -37,7 +37,7 @@ fn crash_then_rerun(failpoint: &str) {
 
     let crashed = moto
         .credrot(dir.path())
-        .args(["update", "app", "--lock-ttl", "1s"])
+        .args(["update", "app"])
         .env("FAILPOINTS", failpoint)
         .output()
         .unwrap();
@@ -48,11 +48,33 @@ fn crash_then_rerun(failpoint: &str) {
     );
     ever_stored.extend(stored_ids(dir.path()));
 
-    // Let the dead run's lock lapse, then run again: it must converge.
+    // At once, with the default lock TTL, the dead run's new key looks like a run in
+    // progress: the user is left alone (busy) or, when no such key is left, rotated.
+    let keys_after_crash = moto.keys("app");
+    let soon = moto
+        .credrot(dir.path())
+        .args(["--output", "json", "update", "app"])
+        .output()
+        .unwrap();
+    assert!(soon.status.success(), "{failpoint}: {soon:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&soon.stdout).unwrap();
+    let outcome = &summary["users"][0]["outcome"];
+    if *outcome == "busy" {
+        assert_eq!(
+            moto.keys("app"),
+            keys_after_crash,
+            "{failpoint}: busy but changed"
+        );
+    } else {
+        assert_eq!(*outcome, "rotated", "{failpoint}");
+    }
+    ever_stored.extend(stored_ids(dir.path()));
+
+    // Once the lock TTL has passed, a run finishes the dead run's work: it must converge.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let rerun = moto
         .credrot(dir.path())
-        .args(["update", "app"])
+        .args(["update", "app", "--lock-ttl", "1s"])
         .output()
         .unwrap();
     assert!(

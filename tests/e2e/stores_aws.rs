@@ -501,9 +501,11 @@ fn an_unfinished_promotion_is_finished_by_the_next_run() {
         .unwrap();
     moto.assert_key_works_for(&staged, "pg");
 
+    // `--lock-ttl 0s`: the staged key is seconds old, and until the lock TTL has passed
+    // a key the store does not hand out yet is taken for another run's in progress.
     let out = moto
         .credrot(dir.path())
-        .args(["--output", "json", "update", "pg"])
+        .args(["--output", "json", "update", "pg", "--lock-ttl", "0s"])
         .assert()
         .success();
     let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();

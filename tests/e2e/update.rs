@@ -224,10 +224,11 @@ fn a_lagging_store_that_cannot_be_fixed_stops_before_iam_changes() {
     crate::harness::write_key_file(&good, &old);
 
     // The second store is empty, so it lags behind the first: credrot must bring it up to
-    // date before retiring anything, and that fails.
+    // date before retiring anything, and that fails. (`--lock-ttl 0s`: the key is seconds
+    // old, and a key some store lacks is otherwise taken for another run's in progress.)
     let out = moto
         .credrot(dir.path())
-        .args(["update", "pg"])
+        .args(["update", "pg", "--lock-ttl", "0s"])
         .assert()
         .code(1);
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
@@ -257,8 +258,25 @@ fn an_orphan_from_an_interrupted_run_is_replaced_not_the_stored_key() {
     // nobody has.
     let orphan = moto.create_key("postgresql-backup", true);
 
-    moto.credrot(dir.path())
+    // Seconds old, it could as well be the key of a run in progress: hands off.
+    let keys_before = moto.keys("postgresql-backup");
+    let out = moto
+        .credrot(dir.path())
         .args(["update", "postgresql"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("busy") && stdout.contains(&orphan.id),
+        "{stdout}"
+    );
+    assert_eq!(moto.keys("postgresql-backup"), keys_before);
+    assert_eq!(stored_key(dir.path()), stored);
+
+    // Older than the lock TTL, it is a dead run's: deleted, and the user rotated.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    moto.credrot(dir.path())
+        .args(["update", "postgresql", "--lock-ttl", "1s"])
         .assert()
         .success();
     let new = stored_key(dir.path());
