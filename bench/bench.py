@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -282,6 +283,16 @@ def calls_from(stats, rotated, setup_actions):
             "throttled_by_proxy": stats.get("rate_limited", 0) + stats.get("throttled", 0)}
 
 
+def default_concurrency(credrot):
+    """credrot's default --concurrency for `rotate`, as its --help states it."""
+    text = subprocess.run([credrot, "rotate", "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    match = re.search(r"--concurrency <\w+>\s+[^[]*\[default: (\d+)\]", text)
+    if not match:
+        sys.exit("bench: cannot read the default --concurrency from credrot rotate --help")
+    return int(match.group(1))
+
+
 def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy):
     """One credrot `rotate --path` run on a fresh, seeded emulator; the figures as a dict."""
     with tempfile.TemporaryDirectory(dir=workroot) as workdir, Emulator(workdir) as emu:
@@ -309,7 +320,8 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
     failed = summary.get("failed", 0)
     errors = [u.get("error") or "" for u in summary.get("users", []) if u.get("error")]
     result = {
-        "tool": "credrot", "users": users, "concurrency": concurrency, "lock": lock,
+        "tool": "credrot", "users": users, "concurrency": concurrency,
+        "default_concurrency": concurrency == default_concurrency(args.credrot), "lock": lock,
         "latency_ms": latency_ms, "via_proxy": via_proxy, "exit_code": code,
         "wall_s": round(wall, 3), "rotated": rotated, "failed": failed,
         "users_per_s": round(rotated / wall, 1) if wall else None,
@@ -523,8 +535,9 @@ def table(results):
         calls = run.get("calls", {}).get("per_rotated_user")
         timed = not run.get("counting_only")
         rows.append((
-            "credrot %s%s" % ("lock" if run["lock"] else "no-lock",
-                              " (counting proxy)" if not timed else ""),
+            "credrot %s%s%s" % ("lock" if run["lock"] else "no-lock",
+                                " (default conc)" if run.get("default_concurrency") else "",
+                                " (counting proxy)" if not timed else ""),
             run["users"], run["concurrency"], run["wall_s"], run["users_per_s"],
             run["ms_per_user"], "%.2f" % calls if calls else dash, run["cpu_s"],
             run["peak_rss_mb"],
@@ -563,10 +576,12 @@ def main():
     parser.add_argument("--users", type=int, default=1000, help="fleet size (default 1000)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="latency the proxy adds to every request (default 0: no proxy)")
-    parser.add_argument("--concurrency", default="8",
-                        help="credrot --concurrency, comma-separated for a sweep (default 8)")
-    parser.add_argument("--lock-modes", default="lock,no-lock",
-                        help="credrot runs with the per-user lock, without, or both")
+    parser.add_argument("--concurrency", default="default",
+                        help="credrot --concurrency, comma-separated for a sweep; 'default' is "
+                             "credrot's own default, read from its --help (default: default)")
+    parser.add_argument("--lock-modes", default="lock",
+                        help="credrot runs with the per-user lock (its default), without "
+                             "(--no-lock), or both: lock,no-lock (default: lock)")
     parser.add_argument("--floor-widths", default="8,16,32",
                         help="thread pool widths for the emulator floor; the best is kept")
     parser.add_argument("--only", choices=("all", "credrot"), default="all",
@@ -578,7 +593,9 @@ def main():
     args = parser.parse_args()
     if not os.access(args.credrot, os.X_OK):
         parser.error("%s is not built: cargo build --release" % args.credrot)
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    default_width = default_concurrency(args.credrot)
+    concurrencies = [default_width if c == "default" else int(c)
+                     for c in args.concurrency.split(",")]
     locks = [{"lock": True, "no-lock": False}[m] for m in args.lock_modes.split(",")]
     workroot = tempfile.mkdtemp(prefix="credrot-bench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
