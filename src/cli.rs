@@ -98,8 +98,8 @@ pub enum Command {
         /// IAM path: `PSKServiceAccounts` and `/PSKServiceAccounts/` both work
         #[arg(long, value_name = "PATH")]
         path: String,
-        /// How many users are rotated at once
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        /// How many users are rotated at once (AWS throttling slows requests down, it does not fail them)
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
         /// How the rotation runs and where the keys go.
         #[command(flatten)]

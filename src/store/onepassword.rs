@@ -58,10 +58,16 @@ impl OpFailure {
     }
 }
 
+/// At most this many op processes run at once, whatever `--concurrency` is: op is a
+/// process per call, and 1Password limits request bursts, while the width of a run is set
+/// for AWS's endpoints.
+const OP_PARALLEL: usize = 8;
+
 /// The 1Password CLI, shared by every 1Password store of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OpCli {
     program: OsString,
+    slots: tokio::sync::Semaphore,
 }
 
 impl OpCli {
@@ -74,6 +80,7 @@ impl OpCli {
     pub fn new(program: impl Into<OsString>) -> Self {
         OpCli {
             program: program.into(),
+            slots: tokio::sync::Semaphore::new(OP_PARALLEL),
         }
     }
 
@@ -85,6 +92,12 @@ impl OpCli {
         stdin: Option<&[u8]>,
         redact: &[&str],
     ) -> Result<Vec<u8>, OpFailure> {
+        // Waiting for a slot is not op's time, so the timeout starts after it.
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut child = tokio::process::Command::new(&self.program)
             .args(args)
             .stdin(if stdin.is_some() {

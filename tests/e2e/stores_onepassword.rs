@@ -423,8 +423,8 @@ fn a_later_store_failure_restores_the_item_fields_or_deletes_a_new_item() {
 fn a_path_run_names_each_users_item_after_the_user() {
     const PATH: &str = "/PSKServiceAccounts/";
     let moto = Moto::start();
-    let users = ["psk-a", "psk-b", "psk-c"];
-    for user in users {
+    let users: Vec<String> = (0..20).map(|i| format!("psk-{i:02}")).collect();
+    for user in &users {
         moto.create_user(user, PATH);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -436,19 +436,34 @@ fn a_path_run_names_each_users_item_after_the_user() {
     let op = FakeOp::new();
     let out = op
         .signed_in(&mut moto.credrot(dir.path()))
-        .args(["rotate", "--path", PATH, "-o", "keys.json"])
+        .args([
+            "rotate",
+            "--path",
+            PATH,
+            "-o",
+            "keys.json",
+            "--concurrency",
+            "32",
+        ])
+        .env("FAKE_OP_DELAY_MS", "200")
         .assert()
         .success();
     let (stdout, _) = output(&out);
-    assert!(stdout.contains("3 rotated, 0 failed"), "{stdout}");
+    assert!(stdout.contains("20 rotated, 0 failed"), "{stdout}");
     let outfile = read_json(&dir.path().join("keys.json"));
     let mut secrets = Vec::new();
-    for user in users {
+    for user in &users {
         let key = key_in(&op.item(&format!("AWS Access Key - {user}")));
-        assert_eq!(key, key_of(&outfile[user]));
+        assert_eq!(key, key_of(&outfile[user.as_str()]));
         moto.assert_key_works_for(&key, user);
         secrets.push(key.secret);
     }
+    // 32 users in flight, but never more than 8 op processes at once.
+    let most = std::fs::read_to_string(op.state.path().join("max_running")).unwrap();
+    assert!(
+        (1..=8).contains(&most.parse::<u32>().unwrap()),
+        "{most} op processes at once"
+    );
     // One whoami for the whole run, not one per user.
     assert_eq!(op.argv().iter().filter(|a| a[0] == "whoami").count(), 1);
     op.assert_no_secret_in_argv(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
