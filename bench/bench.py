@@ -329,6 +329,8 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
         "peak_rss_mb": round(rss_kib / 1024, 1), "cpu_s": cpu_s,
         "loadavg_1m_before": round(load, 2),
         "throttling_errors_shown": sum("hrottl" in e for e in errors) + err.count("hrottl"),
+        # credrot counts its own requests (SDK interceptor); the proxy's count checks it.
+        "aws_calls_reported": summary.get("aws_calls"),
         "stderr_tail": err.strip().splitlines()[-3:],
     }
     if stats:
@@ -413,6 +415,38 @@ def floor_run(workroot, users, width, latency_ms, verify=False):
             "wall_s": round(wall, 3), "users_per_s": round(users / wall, 1),
             "ms_per_user": round(1000 * wall / users, 2),
             "loadavg_1m_before": round(load, 2)}
+
+
+def action_costs(workroot, users, samples=250):
+    """What the emulator spends on each action credrot makes, one request at a time (no
+    concurrency, no proxy) on a seeded fleet of `users`, over `samples` users spread across
+    the fleet: the cost of one call, to read the floor ratios by. The IAM calls go through
+    boto3 and GetCallerIdentity through a bare signed request, so the client's own share is,
+    if anything, larger for the IAM calls."""
+    with tempfile.TemporaryDirectory(dir=workroot) as workdir, Emulator(workdir) as emu:
+        seed_fleet(emu, users)
+        iam = client("iam", emu.endpoint, emu.admin, pool=1)
+        sts = CallerIdentity(emu.endpoint)
+        keyless = [n for i, n in enumerate(user_names(users)) if i % len(KEY_STATES) == 0]
+        names = keyless[::max(1, len(keyless) // samples)][:samples]
+        iam.list_access_keys(UserName=names[0])  # warm up, as the floor does
+        per_call = {}
+
+        def timed(action, call, items):
+            started = time.perf_counter()
+            results = [call(item) for item in items]
+            per_call[action] = round(1000 * (time.perf_counter() - started) / len(items), 3)
+            return results
+
+        timed("ListAccessKeys", lambda n: iam.list_access_keys(UserName=n), names)
+        keys = timed("CreateAccessKey",
+                     lambda n: iam.create_access_key(UserName=n)["AccessKey"], names)
+        timed("GetCallerIdentity", lambda k: sts.arn(k["AccessKeyId"], k["SecretAccessKey"]),
+              keys)
+        timed("DeleteAccessKey", lambda k: iam.delete_access_key(
+            UserName=k["UserName"], AccessKeyId=k["AccessKeyId"]), keys)
+    return {"users": users, "samples": len(names), "ms_per_call": per_call,
+            "note": "one request at a time, no proxy; each action over the same users"}
 
 
 def python_tool_venv(workroot):
@@ -640,6 +674,9 @@ def main():
                         "user has two keys, CreateAccessKey (+verify: GetCallerIdentity with "
                         "the new key); boto3 thread pool; at 0 latency the best width counts",
                 "runs": floors}
+            if not args.latency_ms:
+                log("emulator cost per action, one request at a time")
+                results["action_costs"] = action_costs(workroot, args.users)
             program = python_tool_venv(workroot)
             small = 4  # one user of each key state: the tool's fixed cost, to subtract
             runs = []
@@ -684,6 +721,10 @@ def main():
             print("credrot at N=%d (%s): %.3f s, %.2f ms/user"
                   % (run["users"], "lock" if run["lock"] else "no-lock", run["wall_s"],
                      run["ms_per_user"]))
+    if "action_costs" in results:
+        costs = results["action_costs"]
+        print("emulator ms per call, one at a time, %d users: %s"
+              % (costs["users"], ", ".join("%s %.2f" % kv for kv in costs["ms_per_call"].items())))
     print("calls/user: requests per rotated user seen by the proxy, less the run's one "
           "ListUsers; by action in %s" % args.out)
     m = results["machine"]

@@ -1,6 +1,7 @@
 //! Rendering data for stdout: tables for people, JSON for machines. Nothing here writes a
 //! secret except [`SecretPrinter`], which runs only when the user asks for the keys.
 
+use crate::aws::CallReport;
 use crate::cli::OutputFormat;
 use crate::config::{Config, Service};
 use crate::rotation::{Outcome, UserReport};
@@ -105,6 +106,7 @@ struct Summary<'a> {
     rotated: usize,
     failed: usize,
     planned: usize,
+    aws_calls: &'a CallReport,
     users: &'a [UserReport],
 }
 
@@ -113,6 +115,7 @@ pub fn write_summary(
     out: &mut dyn Write,
     reports: &[UserReport],
     dry_run: bool,
+    calls: &CallReport,
     format: OutputFormat,
 ) -> std::io::Result<()> {
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
@@ -124,6 +127,7 @@ pub fn write_summary(
                 rotated: count(Outcome::Rotated),
                 failed: count(Outcome::Failed),
                 planned: count(Outcome::Planned),
+                aws_calls: calls,
                 users: reports,
             },
         );
@@ -207,15 +211,29 @@ pub fn write_summary(
             "dry run: {} planned, {} failed{others}; nothing changed",
             count(Outcome::Planned),
             count(Outcome::Failed)
-        )
+        )?;
     } else {
         writeln!(
             out,
             "{} rotated, {} failed{others}",
             count(Outcome::Rotated),
             count(Outcome::Failed)
-        )
+        )?;
     }
+    let rotated = count(Outcome::Rotated);
+    let per_user = if rotated > 0 {
+        format!(
+            " ({:.2} per rotated user)",
+            calls.calls as f64 / rotated as f64
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "AWS: {} calls{per_user}, {} retried by the SDK",
+        calls.calls, calls.retries
+    )
 }
 
 /// `--print-secrets`: streams `{"user": {"AccessKeyId": .., "SecretAccessKey": ..}, ..}` to

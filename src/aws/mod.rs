@@ -1,9 +1,11 @@
 //! Narrow interfaces over the AWS APIs credrot uses, so the rotation engine can run against
 //! the real SDK (or the emulator) and against in-memory fakes in unit tests.
 
+mod calls;
 mod error;
 mod sdk;
 
+pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
 

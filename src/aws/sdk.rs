@@ -1,5 +1,6 @@
 //! The SDK-backed implementations of the AWS interfaces, and the shared SDK configuration.
 
+use super::calls::{CallCounter, CallReport};
 use super::{
     AwsError, AwsErrorKind, IamApi, IamUser, KeyMeta, KeyUse, KeyVerifier, LogEvent, LogsApi,
 };
@@ -30,6 +31,8 @@ pub struct AwsOptions {
 #[derive(Clone, Debug)]
 pub struct AwsContext {
     sdk_config: SdkConfig,
+    /// Shared by every client made from this context (and from its copies).
+    calls: CallCounter,
 }
 
 /// IAM and STS are global services; any region signs for them, so a run that names none
@@ -68,14 +71,25 @@ impl AwsContext {
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        AwsContext {
-            sdk_config: loader.load().await,
-        }
+        AwsContext::from_sdk_config(loader.load().await)
     }
 
     /// A context over an SDK configuration made elsewhere (tests, embedding programs).
     pub fn from_sdk_config(sdk_config: SdkConfig) -> AwsContext {
-        AwsContext { sdk_config }
+        AwsContext {
+            sdk_config,
+            calls: CallCounter::default(),
+        }
+    }
+
+    /// The AWS requests made so far through clients of this context.
+    pub fn calls(&self) -> CallReport {
+        self.calls.report()
+    }
+
+    /// The interceptor that counts requests, for clients made outside this module.
+    pub(crate) fn call_counter(&self) -> CallCounter {
+        self.calls.clone()
     }
 
     /// The same configuration, signing with `key` (and `session_token`) instead of whatever
@@ -94,6 +108,7 @@ impl AwsContext {
                 .to_builder()
                 .credentials_provider(SharedCredentialsProvider::new(credentials))
                 .build(),
+            calls: self.calls.clone(),
         }
     }
 
@@ -116,15 +131,21 @@ impl AwsContext {
 
     /// An IAM client.
     pub fn iam(&self) -> SdkIam {
+        let config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
+            .interceptor(self.calls.clone())
+            .build();
         SdkIam {
-            client: aws_sdk_iam::Client::new(&self.sdk_config),
+            client: aws_sdk_iam::Client::from_conf(config),
         }
     }
 
     /// CloudWatch Logs in the run's region.
     pub fn logs(&self) -> SdkLogs {
+        let config = aws_sdk_cloudwatchlogs::config::Builder::from(&self.sdk_config)
+            .interceptor(self.calls.clone())
+            .build();
         SdkLogs {
-            client: aws_sdk_cloudwatchlogs::Client::new(&self.sdk_config),
+            client: aws_sdk_cloudwatchlogs::Client::from_conf(config),
         }
     }
 
@@ -135,6 +156,7 @@ impl AwsContext {
         // again, with a better message, in the rotation itself.
         let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .interceptor(self.calls.clone())
             .build();
         let out = aws_sdk_sts::Client::from_conf(config)
             .get_caller_identity()
@@ -155,6 +177,7 @@ impl AwsContext {
             // The caller retries rejected keys while IAM propagates them; the SDK's own
             // retries would only slow that loop down.
             .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .interceptor(self.calls.clone())
             .build();
         SdkVerifier {
             client: aws_sdk_sts::Client::from_conf(config),

@@ -330,6 +330,7 @@ impl<'a> Job<'a> {
                 &mut std::io::stderr().lock(),
                 &reports,
                 dry_run,
+                &aws.calls(),
                 self.global.output,
             )?;
         } else {
@@ -337,6 +338,7 @@ impl<'a> Job<'a> {
                 &mut std::io::stdout().lock(),
                 &reports,
                 dry_run,
+                &aws.calls(),
                 self.global.output,
             )?;
         }

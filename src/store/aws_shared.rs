@@ -25,16 +25,24 @@ impl AwsClients {
 
     /// The SSM client for `region` (`None`: the run's region).
     pub(crate) fn ssm(&self, region: Option<&str>) -> aws_sdk_ssm::Client {
-        self.cached(&self.ssm, region, aws_sdk_ssm::Client::new)
+        let calls = self.context.call_counter();
+        self.cached(&self.ssm, region, |config| {
+            let config = aws_sdk_ssm::config::Builder::from(config)
+                .interceptor(calls)
+                .build();
+            aws_sdk_ssm::Client::from_conf(config)
+        })
     }
 
     /// The Secrets Manager client for `region` (`None`: the run's region).
     pub(crate) fn secrets_manager(&self, region: Option<&str>) -> aws_sdk_secretsmanager::Client {
-        self.cached(
-            &self.secrets_manager,
-            region,
-            aws_sdk_secretsmanager::Client::new,
-        )
+        let calls = self.context.call_counter();
+        self.cached(&self.secrets_manager, region, |config| {
+            let config = aws_sdk_secretsmanager::config::Builder::from(config)
+                .interceptor(calls)
+                .build();
+            aws_sdk_secretsmanager::Client::from_conf(config)
+        })
     }
 
     fn cached<C: Clone>(

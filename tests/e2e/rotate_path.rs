@@ -155,3 +155,78 @@ fn rotates_150_users_in_one_run() {
         moto.assert_key_works_for(&key_of(&keys[user]), user);
     }
 }
+
+/// The calls a run reports making, by action, against what it must make: ListUsers once,
+/// then per user ListAccessKeys, DeleteAccessKey when the user has two keys, CreateAccessKey
+/// and GetCallerIdentity with the new key. Nothing else, in the first run (no key stored
+/// yet) or in a steady-state run (every user with a stored CURRENT and a LAST).
+#[test]
+fn a_rotation_makes_list_delete_create_verify_calls_and_no_more() {
+    const PATH: &str = "/Counted/";
+    let moto = Moto::start();
+    let users: Vec<String> = (0..8).map(|i| format!("counted-{i}")).collect();
+    let mut two_keys = 0;
+    for (i, user) in users.iter().enumerate() {
+        moto.create_user(user, PATH);
+        // Round robin: no key, one Active, two Active, an older Inactive and an Active.
+        match i % 4 {
+            1 => drop(moto.create_key(user, true)),
+            2 => (0..2).for_each(|_| drop(moto.create_key(user, true))),
+            3 => [false, true]
+                .into_iter()
+                .for_each(|active| drop(moto.create_key(user, active))),
+            _ => {}
+        }
+        two_keys += usize::from(i % 4 >= 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[paths.Counted]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = moto
+            .credrot(dir.path())
+            .args(["--output", "json", "rotate", "--path", PATH])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let expect = |deletes: usize| {
+        let n = users.len() as u64;
+        serde_json::json!({
+            "IAM:ListUsers": {"calls": 1, "attempts": 1},
+            "IAM:ListAccessKeys": {"calls": n, "attempts": n},
+            "IAM:DeleteAccessKey": {"calls": deletes, "attempts": deletes},
+            "IAM:CreateAccessKey": {"calls": n, "attempts": n},
+            "STS:GetCallerIdentity": {"calls": n, "attempts": n},
+        })
+    };
+
+    let first = run(&[]);
+    assert_eq!(first["rotated"], 8, "{first}");
+    assert_eq!(first["aws_calls"]["by_action"], expect(two_keys), "{first}");
+    assert_eq!(first["aws_calls"]["retries"], 0);
+
+    // Every user now has a stored CURRENT; those that had a key before also have a LAST,
+    // which goes.
+    let second = run(&["--force"]);
+    assert_eq!(second["rotated"], 8, "{second}");
+    assert_eq!(second["aws_calls"]["by_action"], expect(6), "{second}");
+    assert_eq!(second["aws_calls"]["calls"], 1 + 3 * 8 + 6);
+
+    // Steady state, every user with a CURRENT and a LAST: 4 calls per user, and the table
+    // says so.
+    let out = moto
+        .credrot(dir.path())
+        .args(["rotate", "--path", PATH, "--force"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("AWS: 33 calls (4.12 per rotated user), 0 retried by the SDK"),
+        "{stdout}"
+    );
+}
