@@ -7,6 +7,7 @@ mod proxy;
 
 mod audit;
 mod bad_input;
+mod bench;
 mod completions;
 mod concurrency;
 mod config_errors;

@@ -1,0 +1,80 @@
+//! The benchmark script (bench/bench.py) runs end to end on a small fleet, with the latency
+//! proxy, the Python tool from PyPI and the emulator's floor, and writes every figure it
+//! promises. Nothing here is timed: the figures are checked for presence and for the call
+//! counts, which do not depend on the machine.
+
+use crate::harness::read_json;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
+    let run = Command::new("python3")
+        .arg(&script)
+        .args(["--credrot", env!("CARGO_BIN_EXE_credrot")])
+        .args([
+            "--users",
+            "8",
+            "--latency-ms",
+            "5",
+            "--concurrency",
+            "default,2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for column in [
+        "wall s",
+        "users/s",
+        "calls/user",
+        "RSS MB",
+        "x python/user",
+        "x floor",
+    ] {
+        assert!(stdout.contains(column), "no '{column}' column:\n{stdout}");
+    }
+
+    let figures = read_json(&out);
+    let runs = figures["credrot"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{figures}");
+    assert_eq!(runs[0]["default_concurrency"], true);
+    for run in runs {
+        assert_eq!(
+            (&run["rotated"], &run["failed"]),
+            (&8.into(), &0.into()),
+            "{run}"
+        );
+        assert_eq!(run["throttling_errors_shown"], 0);
+        // Round robin over four key states: half the users have two keys and lose one.
+        assert_eq!(run["calls"]["per_rotated_user"], 3.5, "{run}");
+        // credrot's own count agrees with what the proxy saw.
+        assert_eq!(
+            run["aws_calls_reported"]["calls"], run["calls"]["requests"],
+            "{run}"
+        );
+        for figure in [
+            "wall_s",
+            "users_per_s",
+            "peak_rss_mb",
+            "speedup_vs_python_per_user",
+        ] {
+            assert!(run[figure].as_f64().unwrap() > 0.0, "{figure}: {run}");
+        }
+        assert!(run["ratio_to_floor"].as_f64().is_some(), "{run}");
+    }
+    assert!(figures["python_tool"]["marginal_ms_per_user"].is_number());
+    let floors = figures["floor"]["runs"].as_array().unwrap();
+    assert!(floors.iter().any(|f| f["verify"] == true), "{figures}");
+    assert!(figures["startup"]["median_ms"].as_f64().unwrap() > 0.0);
+}
