@@ -11,10 +11,21 @@ use super::{SecretStore, StoreError, WriteContext};
 use crate::fsutil::write_private_atomic;
 use crate::secret::AccessKey;
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// One user's entry as the file holds it.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(rename = "AccessKeyId")]
+    id: &'a str,
+    #[serde(rename = "SecretAccessKey")]
+    secret: &'a str,
+}
 
 #[derive(Default)]
 struct Entries {
@@ -93,18 +104,29 @@ impl Outfile {
             .cloned()
     }
 
-    fn render(entries: &Entries) -> Vec<u8> {
-        let doc: Map<String, Value> = entries
+    /// The document, serialized straight from the entries: no copy of a secret besides the
+    /// output, which is wiped when dropped (sized up front so that growing it leaves no
+    /// stray copies behind).
+    fn render(entries: &Entries) -> Zeroizing<Vec<u8>> {
+        let doc: BTreeMap<&str, EntryOut> = entries
             .keys
             .iter()
             .map(|(user, key)| {
-                let mut entry = Map::new();
-                entry.insert("AccessKeyId".into(), Value::from(key.id.as_str()));
-                entry.insert("SecretAccessKey".into(), Value::from(key.expose()));
-                (user.clone(), Value::Object(entry))
+                let entry = EntryOut {
+                    id: &key.id,
+                    secret: key.expose(),
+                };
+                (user.as_str(), entry)
             })
             .collect();
-        let mut bytes = serde_json::to_vec_pretty(&doc).expect("strings always serialize");
+        let estimate = entries
+            .keys
+            .iter()
+            .map(|(user, key)| user.len() + key.id.len() + key.expose().len() + 80)
+            .sum::<usize>()
+            + 4;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(estimate));
+        serde_json::to_writer_pretty(&mut *bytes, &doc).expect("strings always serialize");
         bytes.push(b'\n');
         bytes
     }

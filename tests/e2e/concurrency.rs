@@ -21,16 +21,8 @@ fn two_runs_at_once_keep_the_invariants() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        moto.credrot_process(dir.path())
-            .args([
-                "--output",
-                "json",
-                "rotate",
-                "--path",
-                PATH,
-                "--concurrency",
-                "4",
-            ])
+        moto.rotate_path_json(dir.path(), PATH)
+            .args(["--concurrency", "4"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

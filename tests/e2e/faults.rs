@@ -36,17 +36,9 @@ fn two_hundred_rotations_under_injected_faults_keep_every_invariant() {
             "too few rotations succeed under faults: {rotations} after {runs} runs"
         );
         let out = moto
-            .credrot_process(dir.path())
+            .rotate_path_json(dir.path(), PATH)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-            .args([
-                "--output",
-                "json",
-                "rotate",
-                "--path",
-                PATH,
-                "--lock-ttl",
-                "30s",
-            ])
+            .args(["--lock-ttl", "30s"])
             .output()
             .unwrap();
         assert!(

@@ -386,6 +386,14 @@ impl Moto {
         Command::from_std(self.credrot_process(dir))
     }
 
+    /// `credrot --output json rotate --path PATH` in `dir`, against this emulator; add
+    /// more arguments, spawn it or wrap it in `assert_cmd::Command::from_std`.
+    pub fn rotate_path_json(&self, dir: &Path, path: &str) -> std::process::Command {
+        let mut cmd = self.credrot_process(dir);
+        cmd.args(["--output", "json", "rotate", "--path", path]);
+        cmd
+    }
+
     /// The same as [`Moto::credrot`], as a plain process to spawn in the background.
     pub fn credrot_process(&self, dir: &Path) -> std::process::Command {
         let mut cmd = credrot_process(dir);

@@ -1,6 +1,7 @@
 //! `credrot rotate --path`: every user under an IAM path, in every key state.
 
 use crate::harness::{key_of, mode_of, read_json, Moto};
+use assert_cmd::Command;
 
 const PATH: &str = "/PSKServiceAccounts/";
 
@@ -132,17 +133,8 @@ fn rotates_150_users_in_one_run() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = moto
-        .credrot(dir.path())
-        .args([
-            "--output",
-            "json",
-            "rotate",
-            "--path",
-            PATH,
-            "-o",
-            "keys.json",
-        ])
+    let out = Command::from_std(moto.rotate_path_json(dir.path(), PATH))
+        .args(["-o", "keys.json"])
         .assert()
         .success();
     let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -186,9 +178,7 @@ fn a_rotation_makes_list_delete_create_verify_calls_and_no_more() {
     )
     .unwrap();
     let run = |extra: &[&str]| -> serde_json::Value {
-        let out = moto
-            .credrot(dir.path())
-            .args(["--output", "json", "rotate", "--path", PATH])
+        let out = Command::from_std(moto.rotate_path_json(dir.path(), PATH))
             .args(extra)
             .assert()
             .success();

@@ -16,19 +16,9 @@ fn high_concurrency_against_a_rate_limit_still_rotates_everyone() {
     let proxy = FaultProxy::start(&moto.endpoint, 0.0, &["--max-rps", "40"]);
     let dir = tempfile::tempdir().unwrap();
     let out = moto
-        .credrot(dir.path())
+        .rotate_path_json(dir.path(), PATH)
         .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .args([
-            "--output",
-            "json",
-            "rotate",
-            "--path",
-            PATH,
-            "--concurrency",
-            "64",
-            "-o",
-            "keys.json",
-        ])
+        .args(["--concurrency", "64", "-o", "keys.json"])
         .output()
         .unwrap();
     let stats = proxy.stats();
