@@ -856,8 +856,9 @@ fn arn_user_name(arn: &str) -> Option<&str> {
 /// stores one by one, then promotes: until the last store has it, this is what others see.
 /// With no key stored anywhere yet there is nothing to be behind, and nothing to protect.
 /// IAM dates keys to the second, so a key created in the same second as the stored one is
-/// not seen as newer; should another run delete it as unstored, its owner's verification
-/// fails and its undo puts the stores back, so nothing working is lost.
+/// not seen as newer. Should another run delete it as unstored, its owner's verification
+/// fails and its undo puts the stores back to the key they held, which still works; until
+/// then the stores it already wrote hand out the deleted key.
 fn key_in_flight(seen: &Observed, ttl: Duration) -> Option<&KeyMeta> {
     if seen.held_ids().is_empty() {
         return None;
