@@ -58,6 +58,15 @@ pub enum RotateError {
         /// Who it should be.
         user: String,
     },
+    /// The key under verification is not (or no longer) one of the user's keys in IAM:
+    /// deleted meanwhile by another run or by hand, or, for a key made elsewhere, wrong.
+    #[error("key {key_id} is not (or no longer) an access key of IAM user {user}, so it cannot pass verification; if another run deleted it, run again")]
+    KeyGone {
+        /// The key being verified.
+        key_id: String,
+        /// Whose key it should be.
+        user: String,
+    },
     /// The IAM user does not exist.
     #[error("IAM user '{0}' does not exist; check iam_user in services.toml (or create the user) and run again")]
     NoSuchUser(String),
@@ -795,6 +804,21 @@ impl Engine {
                     if (e.is_unauthenticated() || e.is_transient())
                         && Instant::now() + delay < deadline =>
                 {
+                    // A rejected key is usually still propagating; one that IAM no longer
+                    // lists never will be, and the stores should not hand it out any longer.
+                    if e.is_unauthenticated()
+                        && !self
+                            .iam
+                            .list_keys(user)
+                            .await?
+                            .iter()
+                            .any(|k| k.id == key.id)
+                    {
+                        return Err(RotateError::KeyGone {
+                            key_id: key.id.clone(),
+                            user: user.to_string(),
+                        });
+                    }
                     debug!(user, key = %key.id, "key not accepted yet ({e}); retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));

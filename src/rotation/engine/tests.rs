@@ -294,6 +294,8 @@ struct FakeVerifier {
     iam: Arc<FakeIam>,
     rejections_left: AtomicUsize,
     attempts: AtomicUsize,
+    /// Delete the key under verification from IAM first, as a concurrent run might.
+    deletes_the_key: std::sync::atomic::AtomicBool,
 }
 
 impl FakeVerifier {
@@ -321,6 +323,11 @@ impl KeyVerifier for FakeVerifier {
                 "InvalidClientTokenId: the security token included in the request is invalid",
             )
         };
+        if self.deletes_the_key.load(Ordering::SeqCst) {
+            for keys in self.iam.lock().users.values_mut() {
+                keys.retain(|k| k.meta.id != key.id);
+            }
+        }
         let propagating = self
             .rejections_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -466,6 +473,7 @@ impl Fixture {
             iam: Arc::clone(&iam),
             rejections_left: AtomicUsize::new(0),
             attempts: AtomicUsize::new(0),
+            deletes_the_key: Default::default(),
         });
         Fixture {
             iam,
@@ -795,6 +803,25 @@ async fn a_key_that_never_verifies_is_rolled_back() {
             StoreOp::Restore(Some(old.id.clone()))
         ]
     );
+    assert_eq!(store.held().as_ref(), Some(&old));
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD"]));
+    f.assert_safe();
+}
+
+#[tokio::test]
+async fn a_key_deleted_during_verification_is_not_waited_for() {
+    let f = Fixture::new();
+    f.verifier.deletes_the_key.store(true, Ordering::SeqCst);
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    let report = f.rotate(&[&store]).await;
+    let err = error_of(&report);
+    assert!(
+        err.contains("is not (or no longer) an access key of IAM user app"),
+        "{err}"
+    );
+    // One look at IAM instead of retrying until --verify-timeout.
+    assert_eq!(f.verifier.attempts(), 1);
     assert_eq!(store.held().as_ref(), Some(&old));
     assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD"]));
     f.assert_safe();
