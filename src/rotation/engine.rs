@@ -357,19 +357,12 @@ impl Engine {
         for &i in &lag.stores {
             let store = &target.stores[i];
             info!(user = %target.user, store = %store.location(), key = %lag.source.id, "bringing a lagging store up to date");
-            let result = async {
+            let sync = async {
                 store.write(&lag.source, ctx).await?;
                 store.promote(&lag.source).await
-            }
-            .await;
-            self.emit(
-                target,
-                "store-sync",
-                Some(&lag.source.id),
-                Some(store.location()),
-                &result,
-            );
-            result?;
+            };
+            self.store_step(target, &**store, "store-sync", Some(&lag.source.id), sync)
+                .await?;
             seen.held[i] = Some(lag.source.clone());
             report.synced.push(store.location());
         }
@@ -644,30 +637,24 @@ impl Engine {
         let result: Result<(), RotateError> = async {
             for store in &target.stores {
                 written += 1;
-                let result = store.write(new_key, ctx).await;
-                self.emit(
-                    target,
-                    "store-write",
-                    Some(&new_key.id),
-                    Some(store.location()),
-                    &result,
-                );
-                result?;
+                let write = store.write(new_key, ctx);
+                self.store_step(target, &**store, "store-write", Some(&new_key.id), write)
+                    .await?;
                 debug!(user = %target.user, store = %store.location(), "stored new key");
                 fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
             self.verify(target, new_key).await?;
             fail::fail_point!("after-verify", |_| crate::failpoints::crash());
             for store in &target.stores {
-                let result = store.promote(new_key).await;
-                self.emit(
+                let promote = store.promote(new_key);
+                self.store_step(
                     target,
+                    &**store,
                     "store-promote",
                     Some(&new_key.id),
-                    Some(store.location()),
-                    &result,
-                );
-                result?;
+                    promote,
+                )
+                .await?;
             }
             Ok(())
         }
@@ -742,15 +729,12 @@ impl Engine {
     ) -> RotateError {
         let mut problems = Vec::new();
         for (store, prev) in target.stores.iter().zip(previous).rev() {
-            let result = store.restore(prev.as_ref(), ctx).await;
-            self.emit(
-                target,
-                "store-restore",
-                prev.as_ref().map(|k| k.id.as_str()),
-                Some(store.location()),
-                &result,
-            );
-            if let Err(e) = result {
+            let restore = store.restore(prev.as_ref(), ctx);
+            let prev_id = prev.as_ref().map(|k| k.id.as_str());
+            if let Err(e) = self
+                .store_step(target, &**store, "store-restore", prev_id, restore)
+                .await
+            {
                 problems.push(e.to_string());
             }
         }
@@ -831,6 +815,20 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Run one step on a store and record it as `action`.
+    async fn store_step(
+        &self,
+        target: &Target,
+        store: &dyn SecretStore,
+        action: &'static str,
+        key_id: Option<&str>,
+        step: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let result = step.await;
+        self.emit(target, action, key_id, Some(store.location()), &result);
+        result
     }
 
     fn emit<T, E: std::fmt::Display>(
