@@ -122,9 +122,7 @@ fn snapshot(moto: &Moto, dir: &Path) -> (Vec<(String, bool)>, String) {
 
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
-    let moto = Moto::start();
-    moto.create_user("app", "/");
-    let key = moto.create_key("app", true);
+    let (moto, key) = Moto::start_with_user("app");
     let restricted = moto.create_identity("restricted", ALL_BUT_CREATE);
     for case in CASES {
         let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,14 @@ impl Moto {
             .unwrap();
     }
 
+    /// A fresh emulator with IAM user `user` (path `/`) and one Active key, the key.
+    pub fn start_with_user(user: &str) -> (Moto, Key) {
+        let moto = Moto::start();
+        moto.create_user(user, "/");
+        let key = moto.create_key(user, true);
+        (moto, key)
+    }
+
     /// Allow `user` the IAM/STS `actions` (an inline policy): under authentication a new
     /// user may do nothing.
     pub fn allow(&self, user: &str, actions: &[&str]) {
@@ -240,20 +248,7 @@ impl Moto {
     /// Create `user` with an inline policy allowing `actions` (and nothing else), and a key.
     pub fn create_identity(&self, user: &str, actions: &[&str]) -> Key {
         self.create_user(user, "/");
-        let policy = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
-        });
-        self.rt
-            .block_on(
-                self.iam()
-                    .put_user_policy()
-                    .user_name(user)
-                    .policy_name("credrot-test")
-                    .policy_document(policy.to_string())
-                    .send(),
-            )
-            .unwrap();
+        self.allow(user, actions);
         self.create_key(user, true)
     }
 
@@ -576,6 +571,15 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
+}
+
+/// A services.toml in `dir` with the one service `pg` for IAM user `user`, tagged, writing
+/// to `stores` (TOML inline tables, comma-separated).
+pub fn write_pg_service(dir: &Path, user: &str, stores: &str) {
+    let toml = format!(
+        "[services.pg]\niam_user = \"{user}\"\ntags = [\"aws\", \"postgresql\"]\nstores = [\n{stores}\n]\n"
+    );
+    std::fs::write(dir.join("services.toml"), toml).unwrap();
 }
 
 /// The JSON document a `file` store holds: `{"AccessKeyId": .., "SecretAccessKey": ..}`.

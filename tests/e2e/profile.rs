@@ -418,9 +418,7 @@ fn iam_sorry_encrypt(python: &Path, ssh_key: &Path, value: &str) -> String {
 
 #[test]
 fn an_iam_sorry_profile_is_imported_into_credrots_scheme() {
-    let moto = Moto::start();
-    moto.create_user("dave", "/");
-    let key = moto.create_key("dave", true);
+    let (moto, key) = Moto::start_with_user("dave");
     let home = Home::new();
     let ssh_key = home.protected_key();
     let python = iam_sorry_python();

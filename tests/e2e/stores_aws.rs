@@ -16,10 +16,7 @@ const SECRET: &str = "home-ops/pg/aws";
 const PREFIX: &str = "/home-ops/pg";
 
 fn write_config(dir: &Path, stores: &str) {
-    let toml = format!(
-        "[services.pg]\niam_user = \"{USER}\"\ntags = [\"aws\", \"postgresql\"]\nstores = [\n{stores}\n]\n"
-    );
-    std::fs::write(dir.join("services.toml"), toml).unwrap();
+    crate::harness::write_pg_service(dir, USER, stores);
 }
 
 fn stdout_of(out: &assert_cmd::assert::Assert) -> String {
@@ -28,9 +25,7 @@ fn stdout_of(out: &assert_cmd::assert::Assert) -> String {
 
 #[test]
 fn secrets_manager_is_created_then_rotated_through_the_staging_labels() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
@@ -235,9 +230,7 @@ fn seed_all_stores(moto: &Moto, dir: &Path, key: &Key) {
 
 #[test]
 fn without_ssm_put_parameter_every_store_is_rolled_back() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     seed_all_stores(&moto, dir.path(), &old);
     let current_version = moto.secret_labels(SECRET)["AWSCURRENT"].clone();
@@ -288,9 +281,7 @@ fn without_ssm_put_parameter_every_store_is_rolled_back() {
 
 #[test]
 fn a_secret_scheduled_for_deletion_stops_the_rotation_before_iam() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     seed_all_stores(&moto, dir.path(), &old);
     moto.rt

@@ -129,10 +129,7 @@ fn key_in(item: &Value) -> Key {
 }
 
 fn write_config(dir: &Path, stores: &str) {
-    let toml = format!(
-        "[services.pg]\niam_user = \"{USER}\"\ntags = [\"aws\", \"postgresql\"]\nstores = [\n{stores}\n]\n"
-    );
-    std::fs::write(dir.join("services.toml"), toml).unwrap();
+    crate::harness::write_pg_service(dir, USER, stores);
 }
 
 fn output(out: &assert_cmd::assert::Assert) -> (String, String) {
@@ -144,9 +141,7 @@ fn output(out: &assert_cmd::assert::Assert) -> (String, String) {
 
 #[test]
 fn the_item_is_created_then_edited_in_place() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "{ kind = \"1password\" }");
     let op = FakeOp::new();
@@ -204,9 +199,7 @@ fn the_item_is_created_then_edited_in_place() {
 
 #[test]
 fn a_signed_out_or_missing_op_stops_before_any_iam_change() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
@@ -250,9 +243,7 @@ fn a_signed_out_or_missing_op_stops_before_any_iam_change() {
 
 #[test]
 fn an_item_of_another_category_is_refused_before_any_iam_change() {
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "{ kind = \"1password\" }");
     let op = FakeOp::new();
@@ -278,9 +269,7 @@ fn an_item_of_another_category_is_refused_before_any_iam_change() {
 #[test]
 fn op_failing_on_edit_rolls_back_ssm_and_secrets_manager() {
     const TITLE: &str = "AWS Access Key - postgresql-s3-backup - home-ops";
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     let op = FakeOp::new();
     let seeded = op.seed(TITLE, &old, "kept by hand");
@@ -325,9 +314,7 @@ fn op_failing_on_edit_rolls_back_ssm_and_secrets_manager() {
 #[test]
 fn an_edit_whose_answer_is_lost_counts_as_written_and_is_undone() {
     const TITLE: &str = "AWS Access Key - pg";
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "{ kind = \"1password\" }");
     let op = FakeOp::new();
@@ -358,9 +345,7 @@ fn an_edit_whose_answer_is_lost_counts_as_written_and_is_undone() {
 fn a_later_store_failure_restores_the_item_fields_or_deletes_a_new_item() {
     const EXISTING: &str = "AWS Access Key - pg";
     const CREATED: &str = "AWS Access Key - pg - new";
-    let moto = Moto::start();
-    moto.create_user(USER, "/");
-    let old = moto.create_key(USER, true);
+    let (moto, old) = Moto::start_with_user(USER);
     let dir = tempfile::tempdir().unwrap();
     let op = FakeOp::new();
     let seeded = op.seed(EXISTING, &old, "kept by hand");
