@@ -321,7 +321,7 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
     errors = [u.get("error") or "" for u in summary.get("users", []) if u.get("error")]
     result = {
         "tool": "credrot", "users": users, "concurrency": concurrency,
-        "default_concurrency": concurrency == default_concurrency(args.credrot), "lock": lock,
+        "default_concurrency": concurrency == args.default_width, "lock": lock,
         "latency_ms": latency_ms, "via_proxy": via_proxy, "exit_code": code,
         "wall_s": round(wall, 3), "rotated": rotated, "failed": failed,
         "users_per_s": round(rotated / wall, 1) if wall else None,
@@ -627,8 +627,8 @@ def main():
     args = parser.parse_args()
     if not os.access(args.credrot, os.X_OK):
         parser.error("%s is not built: cargo build --release" % args.credrot)
-    default_width = default_concurrency(args.credrot)
-    concurrencies = [default_width if c == "default" else int(c)
+    args.default_width = default_concurrency(args.credrot)
+    concurrencies = [args.default_width if c == "default" else int(c)
                      for c in args.concurrency.split(",")]
     locks = [{"lock": True, "no-lock": False}[m] for m in args.lock_modes.split(",")]
     workroot = tempfile.mkdtemp(prefix="credrot-bench-")
