@@ -117,13 +117,7 @@ class Emulator:
 
     def stop(self):
         """Stop moto (the process this object started) and close its log."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
     def __enter__(self):
@@ -157,19 +151,24 @@ class Proxy:
 
     def stop(self):
         """Stop the proxy process this object started."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *_):
         self.stop()
+
+
+def stop_process(proc):
+    """Terminate `proc` if it still runs, killing it after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def user_names(count):

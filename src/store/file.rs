@@ -20,14 +20,6 @@ impl FileStore {
         FileStore { path, format }
     }
 
-    fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.location(),
-            action,
-            reason: reason.to_string(),
-        }
-    }
-
     fn render(&self, key: &AccessKey) -> Vec<u8> {
         match self.format {
             FileFormat::Json => {

@@ -97,6 +97,18 @@ pub trait SecretStore: Send + Sync {
     /// Where the store is, for messages and summaries (never a secret).
     fn location(&self) -> String;
 
+    /// This store's error doing `action`, for `reason`.
+    fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StoreError
+    where
+        Self: Sized,
+    {
+        StoreError {
+            store: self.location(),
+            action,
+            reason: reason.to_string(),
+        }
+    }
+
     /// A check shared by every user of a run (e.g. that a CLI is installed and signed in),
     /// made once before the engine starts and before any IAM change.
     async fn check_run(&self) -> Result<(), StoreError> {

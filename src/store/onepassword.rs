@@ -293,14 +293,6 @@ impl OnePasswordStore {
         }
     }
 
-    fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.location(),
-            action,
-            reason: reason.to_string(),
-        }
-    }
-
     /// `op item get`, `None` when the item does not exist.
     async fn get(&self, reference: &str) -> Result<Option<Value>, OpFailure> {
         let args = [

@@ -119,14 +119,6 @@ impl SecretsManagerStore {
         }
     }
 
-    fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.location(),
-            action,
-            reason: reason.to_string(),
-        }
-    }
-
     fn aws_error(&self, action: &'static str, err: AwsError) -> StoreError {
         store_error(self.location(), action, err, &[])
     }

@@ -57,7 +57,7 @@ impl SsmStore {
     }
 
     /// A store error; `secret` is the secret the failed call carried, if any.
-    fn error(&self, action: &'static str, err: AwsError, secret: Option<&str>) -> StoreError {
+    fn aws_error(&self, action: &'static str, err: AwsError, secret: Option<&str>) -> StoreError {
         store_error(self.location(), action, err, secret.as_slice())
     }
 
@@ -114,7 +114,9 @@ impl SecretStore for SsmStore {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| self.error("read", AwsError::from_sdk("ssm:GetParameters", e), None))?;
+            .map_err(|e| {
+                self.aws_error("read", AwsError::from_sdk("ssm:GetParameters", e), None)
+            })?;
         let value = |name: &str| {
             out.parameters()
                 .iter()
@@ -150,7 +152,7 @@ impl SecretStore for SsmStore {
                         state.exists[index] = true;
                         state.touched[index] = true;
                     }
-                    return Err(self.error("write", err, Some(key.expose())));
+                    return Err(self.aws_error("write", err, Some(key.expose())));
                 }
             }
         }
@@ -173,7 +175,7 @@ impl SecretStore for SsmStore {
                 for &index in &touched {
                     self.put(index, values[index], false, ctx)
                         .await
-                        .map_err(|e| self.error("restore", e, Some(key.expose())))?;
+                        .map_err(|e| self.aws_error("restore", e, Some(key.expose())))?;
                 }
             }
             None => {
@@ -185,7 +187,7 @@ impl SecretStore for SsmStore {
                     .send()
                     .await
                     .map_err(|e| {
-                        self.error(
+                        self.aws_error(
                             "restore",
                             AwsError::from_sdk("ssm:DeleteParameters", e),
                             None,
