@@ -43,6 +43,8 @@ impl PartialEq for AccessKey {
     }
 }
 
+impl Eq for AccessKey {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

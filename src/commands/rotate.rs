@@ -10,7 +10,7 @@ use crate::notify::RunNotice;
 use crate::output::{self, SecretPrinter};
 use crate::policy::RotationPolicy;
 use crate::rotation::{
-    DiscardEvents, Engine, EngineOptions, EventSink, Outcome, Target, UserReport,
+    DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
 use crate::store::{Outfile, SecretStore, StoreEnv};
@@ -289,6 +289,8 @@ impl<'a> Job<'a> {
                 force: self.args.force,
                 verify_timeout: self.args.verify_timeout,
                 lock_ttl: (!self.args.no_lock).then_some(self.args.lock_ttl),
+                run_id: self.run_id.clone(),
+                inflight: InflightRecords::default_location(),
             },
         );
         let progress = progress_bar(targets.len() as u64, self.global.quiet);

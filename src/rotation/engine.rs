@@ -1,29 +1,22 @@
-//! Executes a rotation for one user so that every step leaves a working, stored key:
-//!
-//! 1. list the user's keys and read every store (a read failure stops the user before any
-//!    change: it is the preflight); a user with nothing to do stops here (`fresh`);
-//! 2. stop (`busy`) when the keys show another run at work: a key younger than the lock
-//!    TTL that some store does not hand out yet. The key itself is the lock, so taking it
-//!    costs no call; IAM's two-key limit makes creating it atomic (the loser is `busy` too);
-//! 3. converge: bring lagging stores up to date with the newest stored key (verified first),
-//!    and delete keys an interrupted run created but never stored and nobody used;
-//! 4. two-key mode: delete the one key that no store hands out, create the new key;
-//!    staged mode: deactivate or delete the old key when its time has come, create the new
-//!    key when due and a slot is free;
-//! 5. write the new key to every store, verify it through STS, promote it; on any failure,
-//!    restore every store written, then delete the new key — unless a store could not be
-//!    restored, in which case the new key stays, since a store may hand it out.
+//! Carries out the planner's steps for each user so that every step leaves a working,
+//! stored key. The engine observes (IAM keys, every store, this host's in-flight records,
+//! and what the planner asks besides), asks [`planner::plan`] what to do, and does exactly
+//! that: a dry run prints the same steps. The new key's steps (create, write each store,
+//! verify, promote) are one transaction: on any failure every store written is restored
+//! and the new key deleted, unless a store could not be restored, in which case the new key
+//! stays, since a store may hand it out.
 
 use super::events::{Event, EventSink};
-use super::plan::{plan, PlanError, MAX_KEYS};
+use super::inflight::InflightRecords;
+use super::planner::{self, End, Held, Observed, Plan, PlanError, Rules, Step, StoreView};
 use super::report::{KeyView, Outcome, UserReport};
-use super::retire::{self, decide, RetireFacts, Retirement, DEACTIVATED_TAG, VERIFIED_TAG};
-use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyVerifier};
-use crate::policy::{Mode, RotationPolicy};
+use super::retire::{self, DEACTIVATED_TAG, VERIFIED_TAG};
+use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyVerifier};
+use crate::policy::RotationPolicy;
 use crate::secret::AccessKey;
-use crate::store::{SecretStore, StoreError, WriteContext};
+use crate::store::{Holding, SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
@@ -70,14 +63,6 @@ pub enum RotateError {
     /// The IAM user does not exist.
     #[error("IAM user '{0}' does not exist; check iam_user in services.toml (or create the user) and run again")]
     NoSuchUser(String),
-    /// A key no store hands out is in use: someone holds a copy credrot does not manage.
-    #[error("key {key_id} is handed out by no store but was used ({usage}); credrot leaves it alone: find its user, then delete it or put it in a store")]
-    UnmanagedKeyInUse {
-        /// The key.
-        key_id: String,
-        /// Its last use.
-        usage: String,
-    },
     /// The hand-off failed and was undone (fully or not: `cleanup` says).
     #[error("{cause}; {cleanup}")]
     RolledBack {
@@ -101,6 +86,11 @@ pub struct EngineOptions {
     /// rotation in progress (after that, as a dead run's leftover to clean up); `None` for
     /// a run that knows it is alone.
     pub lock_ttl: Option<Duration>,
+    /// This run's id, for the in-flight records.
+    pub run_id: String,
+    /// Where this host records the keys it is handing out, so that the next run can tell a
+    /// killed run from a live one; `None`: no records.
+    pub inflight: Option<InflightRecords>,
 }
 
 /// One user to rotate and where its key goes.
@@ -123,67 +113,40 @@ pub struct Engine {
     options: EngineOptions,
 }
 
-/// What IAM and the stores hold for one user.
-struct Observed {
-    keys: Vec<KeyMeta>,
-    /// What each store hands out now.
-    held: Vec<Option<AccessKey>>,
-    /// What each store has staged but not promoted (Secrets Manager's AWSPENDING).
+/// What was observed of one user: the planner's view, and the keys behind it.
+struct Observation {
+    seen: Observed,
+    /// What each store hands out.
+    holdings: Vec<Holding>,
+    /// What each store has staged.
     pending: Vec<Option<AccessKey>>,
-    /// Which stores are copies for the user (the `-o` file), not where services read keys.
-    copies: Vec<bool>,
 }
 
-impl Observed {
-    fn in_iam(&self, key: &AccessKey) -> bool {
-        self.keys.iter().any(|m| m.id == key.id)
+impl Observation {
+    /// The whole key with this id that some store hands out or has staged.
+    fn key(&self, id: &str) -> Option<&AccessKey> {
+        self.holdings
+            .iter()
+            .filter_map(Holding::key)
+            .chain(self.pending.iter().flatten())
+            .find(|k| k.id == id)
     }
 
-    /// Ids of IAM keys that the stores hand out. Copies count only when the user has no
-    /// real store: then the copy is the only place the key's secret lives.
-    fn held_ids(&self) -> BTreeSet<String> {
-        self.counted_stores()
-            .filter_map(|i| self.held[i].as_ref())
-            .filter(|k| self.in_iam(k))
-            .map(|k| k.id.clone())
+    /// Ids the planner protects: a guard the executor checks again before any deletion.
+    fn protected(&self) -> BTreeSet<String> {
+        self.holdings
+            .iter()
+            .filter_map(|h| h.key_id().map(str::to_string))
+            .chain(self.pending.iter().flatten().map(|k| k.id.clone()))
             .collect()
     }
-
-    /// Indexes of the stores whose key counts: the real ones, or the copies when the user
-    /// has no real store.
-    fn counted_stores(&self) -> impl Iterator<Item = usize> + '_ {
-        let only_copies = self.copies.iter().all(|&c| c);
-        (0..self.held.len()).filter(move |&i| only_copies || !self.copies[i])
-    }
-
-    /// Held keys plus staged ones: keys that must not be taken for orphans.
-    fn protected_ids(&self) -> BTreeSet<String> {
-        let mut ids = self.held_ids();
-        ids.extend(
-            self.pending
-                .iter()
-                .flatten()
-                .filter(|k| self.in_iam(k))
-                .map(|k| k.id.clone()),
-        );
-        ids
-    }
-
-    /// The newest Active key.
-    fn current(&self) -> Option<&KeyMeta> {
-        self.keys
-            .iter()
-            .filter(|k| k.active)
-            .max_by_key(|k| k.created)
-    }
 }
 
-/// Stores whose key is older than the newest key another store hands out.
-struct Lagging {
-    /// The newest key any store hands out that IAM still has.
-    source: AccessKey,
-    /// Indexes of the stores that do not hand it out.
-    stores: Vec<usize>,
+/// The new key's transaction: what was created and how many stores were written.
+#[derive(Default)]
+struct NewKey {
+    key: Option<AccessKey>,
+    written: usize,
 }
 
 impl Engine {
@@ -239,7 +202,15 @@ impl Engine {
         report
     }
 
-    async fn observe(&self, target: &Target) -> Result<Observed, RotateError> {
+    fn rules<'a>(&self, policy: &'a RotationPolicy) -> Rules<'a> {
+        Rules {
+            policy,
+            force: self.options.force,
+            lock_ttl: self.options.lock_ttl,
+        }
+    }
+
+    async fn observe(&self, target: &Target) -> Result<Observation, RotateError> {
         let keys = self
             .iam
             .list_keys(&target.user)
@@ -248,308 +219,300 @@ impl Engine {
                 AwsErrorKind::NotFound => RotateError::NoSuchUser(target.user.clone()),
                 _ => e.into(),
             })?;
-        let mut held = Vec::with_capacity(target.stores.len());
+        let mut holdings = Vec::with_capacity(target.stores.len());
         let mut pending = Vec::with_capacity(target.stores.len());
         for store in &target.stores {
-            held.push(store.read().await?);
+            holdings.push(store.observe().await?);
             pending.push(store.pending().await?);
         }
-        let copies = target.stores.iter().map(|s| s.is_copy()).collect();
-        Ok(Observed {
+        let now = SystemTime::now();
+        let ttl = self.options.lock_ttl.unwrap_or_default();
+        let owners = match &self.options.inflight {
+            Some(records) => keys
+                .iter()
+                .filter(|k| now.duration_since(k.created).unwrap_or_default() < ttl)
+                .filter_map(|k| records.owner(&k.id).map(|o| (k.id.clone(), o)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let stores = target
+            .stores
+            .iter()
+            .zip(&holdings)
+            .zip(&pending)
+            .map(|((store, holding), pending)| StoreView {
+                copy: store.is_copy(),
+                held: match holding {
+                    Holding::Empty => Held::Empty,
+                    Holding::Key(k) => Held::Key(k.id.clone()),
+                    Holding::Broken { key_id, reason } => {
+                        warn!(user = %target.user, store = %store.location(), "the store holds a broken pair: {reason}; it is repaired from a verified key");
+                        Held::Broken(key_id.clone())
+                    }
+                },
+                pending: pending.as_ref().map(|k| k.id.clone()),
+            })
+            .collect();
+        let mut seen = Observed {
             keys,
-            held,
+            stores,
+            usage: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            owners,
+            now,
+        };
+        let questions = planner::questions(&seen, self.rules(&target.policy));
+        for id in questions.usage {
+            let usage = self.iam.last_used(&id).await?;
+            seen.usage.insert(id, usage);
+        }
+        if questions.tags {
+            seen.tags = self.iam.user_tags(&target.user).await?;
+        }
+        Ok(Observation {
+            seen,
+            holdings,
             pending,
-            copies,
         })
     }
 
-    /// Whether this run would change anything for the user.
-    fn needs_work(&self, target: &Target, seen: &Observed) -> bool {
-        find_lagging(seen).is_some()
-            || !orphan_candidates(&seen.keys, &seen.protected_ids()).is_empty()
-            || self.is_due(target, seen)
-            || (target.policy.mode == Mode::Staged && seen.keys.len() > 1)
-    }
-
-    fn is_due(&self, target: &Target, seen: &Observed) -> bool {
-        let (Some(after), Some(current)) = (&target.policy.rotate_after, seen.current()) else {
-            return true;
-        };
-        self.options.force || age(current) >= after.value
-    }
-
     async fn run(&self, target: &Target, report: &mut UserReport) -> Result<Outcome, RotateError> {
-        let mut seen = self.observe(target).await?;
-        report.keys_before = seen.keys.iter().map(KeyView::from).collect();
-        report.current_before = seen.current().map(|k| k.id.clone());
-        if !self.needs_work(target, &seen) {
-            return Ok(Outcome::Fresh);
+        let observed = self.observe(target).await?;
+        report.keys_before = observed.seen.keys.iter().map(KeyView::from).collect();
+        let plan = planner::plan(&observed.seen, self.rules(&target.policy))?;
+        report.current_before = plan.current.clone();
+        report.last_before = plan.last.clone();
+        let (outcome, note) = end_outcome(&plan.end);
+        report.note = note;
+        if self.options.dry_run {
+            report.actions = plan
+                .steps
+                .iter()
+                .map(|s| format!("would {}", s.describe(&report.stores)))
+                .collect();
+            report.deleted = plan.deleted().map(str::to_string);
+            report.synced = fills(&plan).map(|i| target.stores[i].location()).collect();
+            return Ok(if plan.steps.is_empty() {
+                outcome
+            } else {
+                Outcome::Planned
+            });
         }
-        if let Some(ttl) = self.options.lock_ttl {
-            if let Some(key) = key_in_flight(&seen, ttl) {
-                report.note = Some(format!(
-                    "key {} was created {}s ago and is not in every store yet: another run is handing it out; if that run died, a run after {} finishes its work",
-                    key.id,
-                    age(key).as_secs(),
-                    humantime::format_rfc3339_seconds(key.created + ttl)
-                ));
-                return Ok(Outcome::Busy);
-            }
-        }
-        self.converge_and_rotate(target, &mut seen, report).await
+        self.execute(target, &observed, &plan, report).await?;
+        Ok(if report.outcome == Outcome::Busy {
+            Outcome::Busy
+        } else {
+            outcome
+        })
     }
 
-    async fn converge_and_rotate(
+    /// Carry out `plan`'s steps in order. A failure stops the user; once the new key
+    /// exists, it is undone first.
+    async fn execute(
         &self,
         target: &Target,
-        seen: &mut Observed,
+        observed: &Observation,
+        plan: &Plan,
         report: &mut UserReport,
-    ) -> Result<Outcome, RotateError> {
-        if seen.keys.len() > MAX_KEYS {
-            // Not a state IAM allows: touch nothing and let a person look.
-            return Err(PlanError::TooManyKeys(seen.keys.len()).into());
-        }
+    ) -> Result<(), RotateError> {
+        let protected = observed.protected();
         let ctx = WriteContext {
             user: target.user.clone(),
             service: target.service.clone(),
-            previous_key_id: seen.current().map(|k| k.id.clone()),
+            previous_key_id: plan.current.clone(),
             rotated_at: SystemTime::now(),
         };
-        self.sync_lagging(target, seen, &ctx, report).await?;
-        self.delete_orphans(target, seen, report).await?;
-        report.current_before = seen.current().map(|k| k.id.clone());
-        report.last_before = seen
-            .keys
-            .iter()
-            .find(|k| Some(&k.id) != report.current_before.as_ref())
-            .map(|k| k.id.clone());
-        match target.policy.mode {
-            Mode::TwoKey => self.rotate_two_key(target, seen, &ctx, report).await,
-            Mode::Staged => self.rotate_staged(target, seen, &ctx, report).await,
-        }
-    }
-
-    /// Stores that hand out an older key than another store get the newest one first, so
-    /// nothing below retires a key some store still hands out.
-    async fn sync_lagging(
-        &self,
-        target: &Target,
-        seen: &mut Observed,
-        ctx: &WriteContext,
-        report: &mut UserReport,
-    ) -> Result<(), RotateError> {
-        let Some(lag) = find_lagging(seen) else {
-            return Ok(());
-        };
-        if self.options.dry_run {
-            report.synced = lag
-                .stores
-                .iter()
-                .map(|&i| target.stores[i].location())
-                .collect();
-            for &i in &lag.stores {
-                seen.held[i] = Some(lag.source.clone());
-            }
-            return Ok(());
-        }
-        // Nothing is retired on the strength of a key that has not been proven to work.
-        self.verify(target, &lag.source).await?;
-        for &i in &lag.stores {
-            let store = &target.stores[i];
-            info!(user = %target.user, store = %store.location(), key = %lag.source.id, "bringing a lagging store up to date");
-            let sync = async {
-                store.write(&lag.source, ctx).await?;
-                store.promote(&lag.source).await
-            };
-            self.store_step(target, &**store, "store-sync", Some(&lag.source.id), sync)
-                .await?;
-            seen.held[i] = Some(lag.source.clone());
-            report.synced.push(store.location());
-        }
-        Ok(())
-    }
-
-    /// Keys created by an interrupted run (newer than every stored key, held by no store,
-    /// never used) are deleted: their secret is gone. A used one is someone's: stop.
-    async fn delete_orphans(
-        &self,
-        target: &Target,
-        seen: &mut Observed,
-        report: &mut UserReport,
-    ) -> Result<(), RotateError> {
-        let held = seen.protected_ids();
-        for orphan in orphan_candidates(&seen.keys, &held) {
-            if let Some(usage) = self.iam.last_used(&orphan).await? {
-                return Err(RotateError::UnmanagedKeyInUse {
-                    key_id: orphan,
-                    usage: format!(
-                        "{} by {} in {}",
-                        humantime::format_rfc3339_seconds(usage.date),
-                        usage.service,
-                        usage.region
-                    ),
-                });
-            }
-            if !self.options.dry_run {
-                self.delete_key(target, &orphan, &held).await?;
-            }
-            let verb = if self.options.dry_run {
-                "would delete"
-            } else {
-                "deleted"
-            };
-            report.actions.push(format!(
-                "{verb} {orphan}: created by an interrupted run, never stored or used"
-            ));
-            report.deleted = Some(orphan.clone());
-            seen.keys.retain(|k| k.id != orphan);
-        }
-        Ok(())
-    }
-
-    async fn rotate_two_key(
-        &self,
-        target: &Target,
-        seen: &Observed,
-        ctx: &WriteContext,
-        report: &mut UserReport,
-    ) -> Result<Outcome, RotateError> {
-        if !self.is_due(target, seen) {
-            return Ok(Outcome::Fresh);
-        }
-        let held = seen.held_ids();
-        let plan = plan(&seen.keys, &held)?;
-        if self.options.dry_run {
-            report.deleted = plan.delete.clone();
-            return Ok(Outcome::Planned);
-        }
-        if let Some(victim) = &plan.delete {
-            info!(user = %target.user, key = %victim, "deleting key to make room");
-            fail::fail_point!("before-delete", |_| crate::failpoints::crash());
-            self.delete_key(target, victim, &held).await?;
-            // Recorded only once done, so a failed run never claims a deletion.
-            report.deleted = Some(victim.clone());
-            fail::fail_point!("after-delete", |_| crate::failpoints::crash());
-        }
-        self.create_and_hand_off(target, seen, ctx, report).await
-    }
-
-    async fn rotate_staged(
-        &self,
-        target: &Target,
-        seen: &mut Observed,
-        ctx: &WriteContext,
-        report: &mut UserReport,
-    ) -> Result<Outcome, RotateError> {
-        let held = seen.held_ids();
-        let current = seen.current().cloned();
-        let old = seen
-            .keys
-            .iter()
-            .find(|k| Some(&k.id) != current.as_ref().map(|c| &c.id))
-            .cloned();
-        if let (Some(old), Some(new)) = (old, current) {
-            if held.contains(&old.id) {
-                return Err(PlanError::BothKeysInUse(old.id, new.id).into());
-            }
-            match self.retire_step(target, &old, &new, &held, report).await? {
-                Some(outcome) => return Ok(outcome),
-                None => seen.keys.retain(|k| k.id != old.id),
-            }
-        }
-        if !self.is_due(target, seen) {
-            return Ok(Outcome::Fresh);
-        }
-        if self.options.dry_run {
-            return Ok(Outcome::Planned);
-        }
-        let outcome = self.create_and_hand_off(target, seen, ctx, report).await?;
-        if let Some(new) = &report.created {
-            let tag = format!("{VERIFIED_TAG}{new}");
-            self.iam
-                .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
-                .await?;
-        }
-        Ok(outcome)
-    }
-
-    /// One staged step for `old`; `None` when it was deleted (the slot is free).
-    async fn retire_step(
-        &self,
-        target: &Target,
-        old: &KeyMeta,
-        new: &KeyMeta,
-        held: &BTreeSet<String>,
-        report: &mut UserReport,
-    ) -> Result<Option<Outcome>, RotateError> {
-        let user = target.user.as_str();
-        let tags = self.iam.user_tags(user).await?;
-        let tag_of = |prefix: &str, id: &str| {
-            tags.get(&format!("{prefix}{id}"))
-                .and_then(|v| retire::parse_tag_time(v))
-        };
-        let old_use = self.iam.last_used(&old.id).await?;
-        let new_use = self.iam.last_used(&new.id).await?;
-        let facts = RetireFacts {
-            old,
-            new,
-            old_use: old_use.as_ref(),
-            new_use: new_use.as_ref(),
-            verified_at: tag_of(VERIFIED_TAG, &new.id),
-            deactivated_at: tag_of(DEACTIVATED_TAG, &old.id),
-            now: SystemTime::now(),
-        };
-        let decision = decide(&facts, &target.policy);
-        let dry = self.options.dry_run;
-        match decision {
-            Retirement::Deactivate => {
-                if !dry {
-                    self.deactivate_key(target, &old.id, held).await?;
+        // What each store holds as the steps go, for the undo.
+        let mut holding: Vec<Option<AccessKey>> =
+            observed.holdings.iter().map(|h| h.key().cloned()).collect();
+        let mut new = NewKey::default();
+        for step in &plan.steps {
+            let done = self
+                .step(
+                    target,
+                    observed,
+                    step,
+                    &protected,
+                    &ctx,
+                    &mut holding,
+                    &mut new,
+                    report,
+                )
+                .await;
+            match done {
+                Ok(true) => {}
+                Ok(false) => {
+                    // IAM refused the new key: another run created one since this one looked.
+                    report.outcome = Outcome::Busy;
+                    return Ok(());
                 }
-                let verb = if dry {
-                    "would deactivate"
-                } else {
-                    "deactivated"
+                Err(cause) => {
+                    let Some(key) = &new.key else {
+                        return Err(cause);
+                    };
+                    let error = self
+                        .undo(target, key, &holding[..new.written], &ctx, cause, true)
+                        .await;
+                    self.forget(key);
+                    return Err(error);
+                }
+            }
+        }
+        if let Some(key) = new.key {
+            self.forget(&key);
+            report.new_key = Some(key);
+        }
+        Ok(())
+    }
+
+    fn forget(&self, key: &AccessKey) {
+        if let Some(records) = &self.options.inflight {
+            records.end(&key.id);
+        }
+    }
+
+    /// One step; `Ok(false)` when IAM refused to create the new key (the user is busy).
+    #[allow(clippy::too_many_arguments)]
+    async fn step(
+        &self,
+        target: &Target,
+        observed: &Observation,
+        step: &Step,
+        protected: &BTreeSet<String>,
+        ctx: &WriteContext,
+        holding: &mut [Option<AccessKey>],
+        new: &mut NewKey,
+        report: &mut UserReport,
+    ) -> Result<bool, RotateError> {
+        let stored = |id: &str| {
+            observed
+                .key(id)
+                .cloned()
+                .ok_or_else(|| RotateError::KeyGone {
+                    key_id: id.to_string(),
+                    user: target.user.clone(),
+                })
+        };
+        match step {
+            Step::VerifyStored { key } => {
+                // Nothing is retired on the strength of a key that has not been proven.
+                self.verify(target, &stored(key)?).await?;
+            }
+            Step::Fill { store, key, reason } => {
+                let key = stored(key)?;
+                let store_ref = &target.stores[*store];
+                info!(user = %target.user, store = %store_ref.location(), key = %key.id, "repairing the store: {reason}");
+                let sync = async {
+                    store_ref.write(&key, ctx).await?;
+                    store_ref.promote(&key).await
                 };
-                report.actions.push(format!("{verb} {}", old.id));
-                Ok(Some(if dry {
-                    Outcome::Planned
-                } else {
-                    Outcome::Retiring
-                }))
+                self.store_step(target, &**store_ref, "store-sync", Some(&key.id), sync)
+                    .await?;
+                holding[*store] = Some(key);
+                report.synced.push(store_ref.location());
             }
-            Retirement::Delete => {
-                if !dry {
-                    self.delete_key(target, &old.id, held).await?;
+            Step::DeleteOrphan { key } => {
+                self.delete_key(target, key, protected).await?;
+                report.actions.push(format!(
+                    "deleted {key}: created by an interrupted run, never stored or used"
+                ));
+                report.deleted = Some(key.clone());
+            }
+            Step::Deactivate { key } => {
+                self.deactivate_key(target, key, protected).await?;
+                report.actions.push(format!("deactivated {key}"));
+            }
+            Step::MarkDeactivated { key } => {
+                let tag = format!("{DEACTIVATED_TAG}{key}");
+                self.iam
+                    .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+                    .await?;
+            }
+            Step::Delete { key, reason } => {
+                info!(user = %target.user, key = %key, "deleting key ({reason})");
+                fail::fail_point!("before-delete", |_| crate::failpoints::crash());
+                self.delete_key(target, key, protected).await?;
+                // Recorded only once done, so a failed run never claims a deletion.
+                report.deleted = Some(key.clone());
+                fail::fail_point!("after-delete", |_| crate::failpoints::crash());
+                if *reason == planner::GRACE_OVER {
                     let stale = [
-                        format!("{DEACTIVATED_TAG}{}", old.id),
-                        format!("{VERIFIED_TAG}{}", old.id),
+                        format!("{DEACTIVATED_TAG}{key}"),
+                        format!("{VERIFIED_TAG}{key}"),
                     ];
-                    self.iam.untag_user(user, &stale).await?;
+                    self.iam.untag_user(&target.user, &stale).await?;
+                    report.actions.push(format!("deleted {key} ({reason})"));
                 }
-                report
-                    .actions
-                    .push(format!("deleted {} (grace over)", old.id));
-                report.deleted = Some(old.id.clone());
-                Ok(None)
             }
-            Retirement::Wait(reason) => {
-                if !old.active && facts.deactivated_at.is_none() && !dry {
-                    // Deactivated by hand or by a run that died before tagging: the grace
-                    // period starts now.
-                    let tag = format!("{DEACTIVATED_TAG}{}", old.id);
-                    self.iam
-                        .tag_user(user, &tag, &retire::tag_time(facts.now))
-                        .await?;
+            Step::Create => {
+                let created = self.iam.create_key(&target.user).await;
+                self.emit(
+                    target,
+                    "create-key",
+                    created.as_ref().ok().map(|(m, _)| m.id.as_str()),
+                    None,
+                    &created,
+                );
+                if matches!(&created, Err(e) if e.kind == AwsErrorKind::LimitExceeded) {
+                    // The two-key limit is the atomic part of the implicit lock: another
+                    // run created a key since this one looked, and that run hands it out.
+                    report.note = Some(
+                        "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
+                    );
+                    return Ok(false);
                 }
-                report.note = Some(reason);
-                Ok(Some(Outcome::Retiring))
+                let (meta, key) = created?;
+                if let Some(records) = &self.options.inflight {
+                    records.begin(&meta.id, &self.options.run_id);
+                }
+                info!(user = %target.user, key = %meta.id, "created new key");
+                report.created = Some(meta.id.clone());
+                new.key = Some(key);
+                fail::fail_point!("after-create", |_| crate::failpoints::crash());
             }
-            Retirement::Stuck(reason) => {
-                report.note = Some(reason);
-                Ok(Some(Outcome::Stuck))
+            Step::Write { store } => {
+                let key = new.key.as_ref().expect("the plan creates before it writes");
+                let store_ref = &target.stores[*store];
+                new.written = store + 1;
+                let write = store_ref.write(key, ctx);
+                self.store_step(target, &**store_ref, "store-write", Some(&key.id), write)
+                    .await?;
+                debug!(user = %target.user, store = %store_ref.location(), "stored new key");
+                fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
+            }
+            Step::VerifyNew => {
+                let key = new
+                    .key
+                    .as_ref()
+                    .expect("the plan creates before it verifies");
+                self.verify(target, key).await?;
+                fail::fail_point!("after-verify", |_| crate::failpoints::crash());
+            }
+            Step::Promote => {
+                let key = new
+                    .key
+                    .as_ref()
+                    .expect("the plan creates before it promotes");
+                self.promote_all(target, key).await?;
+            }
+            Step::MarkVerified => {
+                let key = new.key.as_ref().expect("the plan creates before it tags");
+                let tag = format!("{VERIFIED_TAG}{}", key.id);
+                self.iam
+                    .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+                    .await?;
             }
         }
+        Ok(true)
+    }
+
+    async fn promote_all(&self, target: &Target, key: &AccessKey) -> Result<(), RotateError> {
+        for store in &target.stores {
+            let promote = store.promote(key);
+            self.store_step(target, &**store, "store-promote", Some(&key.id), promote)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Delete a key, refusing one that a store hands out (the rule that is never traded).
@@ -585,52 +548,12 @@ impl Engine {
         Ok(())
     }
 
-    async fn create_and_hand_off(
-        &self,
-        target: &Target,
-        seen: &Observed,
-        ctx: &WriteContext,
-        report: &mut UserReport,
-    ) -> Result<Outcome, RotateError> {
-        let created = self.iam.create_key(&target.user).await;
-        self.emit(
-            target,
-            "create-key",
-            created.as_ref().ok().map(|(m, _)| m.id.as_str()),
-            None,
-            &created,
-        );
-        if matches!(&created, Err(e) if e.kind == AwsErrorKind::LimitExceeded) {
-            // The two-key limit is the atomic part of the implicit lock: another run created
-            // a key since this one looked, and that run hands it out.
-            report.note = Some(
-                "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
-            );
-            return Ok(Outcome::Busy);
-        }
-        let (meta, new_key) = created?;
-        info!(user = %target.user, key = %meta.id, "created new key");
-        report.created = Some(meta.id.clone());
-        fail::fail_point!("after-create", |_| crate::failpoints::crash());
-
-        match self.hand_off(target, &new_key, &seen.held, ctx).await {
-            Ok(()) => {
-                report.new_key = Some(new_key);
-                Ok(Outcome::Rotated)
-            }
-            Err((cause, written)) => Err(self
-                .undo(target, &new_key, &seen.held[..written], ctx, cause, true)
-                .await),
-        }
-    }
-
     /// Write `new_key` to every store, verify it, promote it. On failure, the error and how
     /// many stores were written (and so must be restored).
     async fn hand_off(
         &self,
         target: &Target,
         new_key: &AccessKey,
-        held: &[Option<AccessKey>],
         ctx: &WriteContext,
     ) -> Result<(), (RotateError, usize)> {
         let mut written = 0;
@@ -640,26 +563,11 @@ impl Engine {
                 let write = store.write(new_key, ctx);
                 self.store_step(target, &**store, "store-write", Some(&new_key.id), write)
                     .await?;
-                debug!(user = %target.user, store = %store.location(), "stored new key");
-                fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
             self.verify(target, new_key).await?;
-            fail::fail_point!("after-verify", |_| crate::failpoints::crash());
-            for store in &target.stores {
-                let promote = store.promote(new_key);
-                self.store_step(
-                    target,
-                    &**store,
-                    "store-promote",
-                    Some(&new_key.id),
-                    promote,
-                )
-                .await?;
-            }
-            Ok(())
+            self.promote_all(target, new_key).await
         }
         .await;
-        debug_assert!(written <= held.len());
         result.map_err(|e| (e, written))
     }
 
@@ -694,7 +602,7 @@ impl Engine {
                 rotated_at: SystemTime::now(),
             };
             report.created = Some(key.id.clone());
-            match self.hand_off(target, &key, &held, &ctx).await {
+            match self.hand_off(target, &key, &ctx).await {
                 Ok(()) => {
                     report.new_key = Some(key.clone());
                     Ok(Outcome::Rotated)
@@ -859,10 +767,24 @@ fn assert_not_held(key_id: &str, held: &BTreeSet<String>) -> Result<(), RotateEr
     Ok(())
 }
 
-fn age(key: &KeyMeta) -> Duration {
-    SystemTime::now()
-        .duration_since(key.created)
-        .unwrap_or_default()
+/// The outcome and note a plan's end stands for.
+fn end_outcome(end: &End) -> (Outcome, Option<String>) {
+    match end {
+        End::Fresh => (Outcome::Fresh, None),
+        End::Synced(note) => (Outcome::Synced, Some(note.clone())),
+        End::Busy(note) => (Outcome::Busy, Some(note.clone())),
+        End::Rotated => (Outcome::Rotated, None),
+        End::Retiring(note) => (Outcome::Retiring, note.clone()),
+        End::Stuck(note) => (Outcome::Stuck, Some(note.clone())),
+    }
+}
+
+/// The stores a plan repairs.
+fn fills(plan: &Plan) -> impl Iterator<Item = usize> + '_ {
+    plan.steps.iter().filter_map(|s| match s {
+        Step::Fill { store, .. } => Some(*store),
+        _ => None,
+    })
 }
 
 /// The user name at the end of an IAM user ARN (`arn:aws:iam::1:user/path/name`).
@@ -870,73 +792,6 @@ fn arn_user_name(arn: &str) -> Option<&str> {
     let resource = arn.splitn(6, ':').nth(5)?;
     let path = resource.strip_prefix("user/")?;
     path.rsplit('/').next()
-}
-
-/// The newest key that looks like another run's rotation in progress: Active, younger than
-/// `ttl`, and newer than the key some store hands out (a store that hands out nothing, or a
-/// key IAM no longer has, is behind every key). A run creates its key, then writes the
-/// stores one by one, then promotes: until the last store has it, this is what others see.
-/// With no key stored anywhere yet there is nothing to be behind, and nothing to protect.
-/// IAM dates keys to the second, so a key created in the same second as the stored one is
-/// not seen as newer. Should another run delete it as unstored, its owner's verification
-/// fails and its undo puts the stores back to the key they held, which still works; until
-/// then the stores it already wrote hand out the deleted key.
-fn key_in_flight(seen: &Observed, ttl: Duration) -> Option<&KeyMeta> {
-    if seen.held_ids().is_empty() {
-        return None;
-    }
-    let created = |id: &str| seen.keys.iter().find(|k| k.id == id).map(|k| k.created);
-    let behind = seen
-        .counted_stores()
-        .map(|i| {
-            seen.held[i]
-                .as_ref()
-                .and_then(|k| created(&k.id))
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        })
-        .min()?;
-    seen.keys
-        .iter()
-        .filter(|k| k.active && k.created > behind && age(k) < ttl)
-        .max_by_key(|k| k.created)
-}
-
-/// Active keys that no store holds and that are newer than every key a store holds: what a
-/// run killed between CreateAccessKey and the store write leaves behind (IAM creates keys
-/// Active; an Inactive key was put in that state on purpose).
-fn orphan_candidates(keys: &[KeyMeta], held: &BTreeSet<String>) -> Vec<String> {
-    let Some(newest_held) = keys
-        .iter()
-        .filter(|k| held.contains(&k.id))
-        .map(|k| k.created)
-        .max()
-    else {
-        return Vec::new();
-    };
-    keys.iter()
-        .filter(|k| k.active && !held.contains(&k.id) && k.created > newest_held)
-        .map(|k| k.id.clone())
-        .collect()
-}
-
-/// The stores to bring up to date: when stores disagree, the newest key that some store
-/// hands out or has staged (a promotion an interrupted run did not finish), and that IAM
-/// still has, is the one every store should hold. Copies are never brought up to date.
-fn find_lagging(seen: &Observed) -> Option<Lagging> {
-    let created = |id: &str| seen.keys.iter().find(|k| k.id == id).map(|k| k.created);
-    let real = |i: &usize| !seen.copies[*i];
-    let source = (0..seen.held.len())
-        .filter(real)
-        .flat_map(|i| [&seen.held[i], &seen.pending[i]])
-        .flatten()
-        .filter_map(|k| created(&k.id).map(|c| (c, k)))
-        .max_by_key(|(c, _)| *c)
-        .map(|(_, k)| k.clone())?;
-    let stores: Vec<usize> = (0..seen.held.len())
-        .filter(real)
-        .filter(|&i| seen.held[i].as_ref().map(|k| &k.id) != Some(&source.id))
-        .collect();
-    (!stores.is_empty()).then_some(Lagging { source, stores })
 }
 
 #[cfg(test)]

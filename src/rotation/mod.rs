@@ -3,14 +3,16 @@
 
 mod engine;
 mod events;
-mod plan;
+mod inflight;
+mod planner;
 mod report;
 mod retire;
 
 pub use engine::{Engine, EngineOptions, RotateError, Target};
 pub use events::{DiscardEvents, Event, EventSink};
 
-pub use plan::{plan, Plan, PlanError, MAX_KEYS};
+pub use inflight::InflightRecords;
+pub use planner::{current as current_key, Plan, PlanError, Step, MAX_KEYS};
 pub use report::{KeyView, Outcome, UserReport};
 pub use retire::{
     decide as decide_retirement, is_own_verification, parse_tag_time, RetireFacts, Retirement,

@@ -14,6 +14,9 @@ pub enum Outcome {
     Rotated,
     /// CURRENT is younger than `rotate_after`: nothing to do.
     Fresh,
+    /// Stores were repaired; the rotation that was due waits for the next run, because it
+    /// would delete a key that a store handed out when this run started.
+    Synced,
     /// Staged retirement is under way (old key deactivated, or waiting for it to go quiet).
     Retiring,
     /// Staged retirement waited longer than `max_wait`; the note says who uses the old key.
@@ -28,9 +31,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order summaries list them.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Rotated,
         Outcome::Fresh,
+        Outcome::Synced,
         Outcome::Retiring,
         Outcome::Stuck,
         Outcome::Busy,
@@ -43,6 +47,7 @@ impl Outcome {
         match self {
             Outcome::Rotated => "rotated",
             Outcome::Fresh => "fresh",
+            Outcome::Synced => "synced",
             Outcome::Retiring => "retiring",
             Outcome::Stuck => "stuck",
             Outcome::Busy => "busy",

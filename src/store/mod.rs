@@ -62,6 +62,42 @@ impl<'a> KeyDocument<'a> {
     }
 }
 
+/// What a store hands out, as [`SecretStore::observe`] judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// Nothing yet.
+    Empty,
+    /// A whole key.
+    Key(AccessKey),
+    /// Something no consumer can use: the parts belong to different keys, or one is
+    /// missing. `key_id` is the id it hands out, if any; `reason` says what is wrong.
+    Broken {
+        /// The access key id the store hands out, if it has one.
+        key_id: Option<String>,
+        /// What is wrong, for messages (never a secret).
+        reason: String,
+    },
+}
+
+impl Holding {
+    /// The whole key, if the store holds one.
+    pub fn key(&self) -> Option<&AccessKey> {
+        match self {
+            Holding::Key(key) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The key id the store hands out, whole or not.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Holding::Key(key) => Some(&key.id),
+            Holding::Broken { key_id, .. } => key_id.as_deref(),
+            Holding::Empty => None,
+        }
+    }
+}
+
 /// Facts a store may record next to the key.
 #[derive(Debug, Clone)]
 pub struct WriteContext {
@@ -119,6 +155,16 @@ pub trait SecretStore: Send + Sync {
     /// every store before any IAM change, so this is also the per-user preflight: it fails
     /// when the store cannot be reached, read, or written later.
     async fn read(&self) -> Result<Option<AccessKey>, StoreError>;
+
+    /// What the store hands out, judged as a pair: a store written in several calls (SSM)
+    /// can hold the id of one key and the secret of another after an interrupted write.
+    /// Stores whose writes are atomic take the default, which is [`Self::read`].
+    async fn observe(&self) -> Result<Holding, StoreError> {
+        Ok(match self.read().await? {
+            Some(key) => Holding::Key(key),
+            None => Holding::Empty,
+        })
+    }
 
     /// A key staged but not promoted yet (Secrets Manager's AWSPENDING), which a run that
     /// died after writing it left behind; the next run finishes the promotion.

@@ -7,7 +7,7 @@
 //! a store hands it out, and no key the run created is left in IAM without a store holding it.
 
 use super::*;
-use crate::aws::{IamUser, KeyUse};
+use crate::aws::{IamUser, KeyMeta, KeyUse};
 use crate::rotation::MAX_KEYS;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -483,6 +483,8 @@ impl Fixture {
                 force: false,
                 verify_timeout: Duration::from_secs(5),
                 lock_ttl: Some(Duration::from_secs(60)),
+                run_id: "test-run".into(),
+                inflight: None,
             },
         }
     }
@@ -983,13 +985,13 @@ async fn an_orphan_of_an_interrupted_run_is_deleted_and_the_stored_key_kept() {
 }
 
 #[tokio::test]
-async fn a_lagging_store_is_brought_up_to_date_before_rotating() {
+async fn a_lagging_store_is_brought_up_to_date_and_the_key_it_held_survives_the_run() {
     let f = Fixture::new();
     let old = f.seed("AKIAOLD", true, 30);
     let newer = f.seed("AKIANEWER", true, 1);
     let (a, b) = (f.store("a", Some(&newer)), f.store("b", Some(&old)));
     let report = f.rotate(&[&a, &b]).await;
-    let new = f.assert_rotated(&report, &[&a, &b]).await;
+    assert_eq!(report.outcome, Outcome::Synced, "{:?}", report.error);
     assert_eq!(report.synced, ["memory:b"]);
     assert_eq!(
         &b.ops()[..2],
@@ -998,6 +1000,15 @@ async fn a_lagging_store_is_brought_up_to_date_before_rotating() {
             StoreOp::Promote(newer.id.clone())
         ]
     );
+    // b handed OLD out when the run started: consumers may still hold it, so this run
+    // deletes nothing and creates nothing.
+    assert_eq!(report.deleted, None);
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD", "AKIANEWER"]));
+    assert!(report.note.as_deref().unwrap().contains("AKIAOLD"));
+
+    // The next run, with every store agreeing, rotates as usual.
+    let report = f.rotate(&[&a, &b]).await;
+    let new = f.assert_rotated(&report, &[&a, &b]).await;
     assert_eq!(report.deleted.as_deref(), Some("AKIAOLD"));
     assert_eq!(f.iam.key_ids(USER), ids(&["AKIANEWER", &new.id]));
 }
