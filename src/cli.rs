@@ -371,6 +371,17 @@ pub struct RotationArgs {
     /// How long to retry STS while IAM propagates a new key
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub verify_timeout: Duration,
+    /// Exit 3 when a user was left unconverged: busy (another run, or one that died on
+    /// another host, holds it) [possible values: busy]
+    #[arg(long, value_name = "OUTCOME", value_enum)]
+    pub fail_on: Option<RunGate>,
+}
+
+/// What makes `update`/`rotate --fail-on` exit 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunGate {
+    /// Users reported `busy`: left to another run, so not converged by this one.
+    Busy,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

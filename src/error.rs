@@ -51,7 +51,7 @@ pub enum Error {
         /// Users whose status is `error`.
         users: usize,
     },
-    /// `status --fail-on` tripped.
+    /// `status --fail-on` or `update`/`rotate --fail-on` tripped.
     #[error("{users} users are {verdict} or worse (--fail-on {verdict})")]
     GateTripped {
         /// The gate.

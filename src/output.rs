@@ -106,6 +106,13 @@ struct Summary<'a> {
     rotated: usize,
     failed: usize,
     planned: usize,
+    fresh: usize,
+    synced: usize,
+    retiring: usize,
+    stuck: usize,
+    busy: usize,
+    /// Users this run left to another run (`busy`): not converged, by name.
+    unconverged: Vec<&'a str>,
     aws_calls: &'a CallReport,
     users: &'a [UserReport],
 }
@@ -127,6 +134,16 @@ pub fn write_summary(
                 rotated: count(Outcome::Rotated),
                 failed: count(Outcome::Failed),
                 planned: count(Outcome::Planned),
+                fresh: count(Outcome::Fresh),
+                synced: count(Outcome::Synced),
+                retiring: count(Outcome::Retiring),
+                stuck: count(Outcome::Stuck),
+                busy: count(Outcome::Busy),
+                unconverged: reports
+                    .iter()
+                    .filter(|r| r.outcome == Outcome::Busy)
+                    .map(|r| r.user.as_str())
+                    .collect(),
                 aws_calls: calls,
                 users: reports,
             },
@@ -197,6 +214,7 @@ pub fn write_summary(
     }
     let others: String = [
         Outcome::Fresh,
+        Outcome::Synced,
         Outcome::Retiring,
         Outcome::Stuck,
         Outcome::Busy,
@@ -218,6 +236,15 @@ pub fn write_summary(
             "{} rotated, {} failed{others}",
             count(Outcome::Rotated),
             count(Outcome::Failed)
+        )?;
+    }
+    let busy = count(Outcome::Busy);
+    if busy > 0 {
+        writeln!(
+            out,
+            "{busy} {} left unconverged (busy): another run holds {}; run again once it has finished (--fail-on busy makes this exit 3)",
+            if busy == 1 { "user" } else { "users" },
+            if busy == 1 { "it" } else { "them" },
         )?;
     }
     let rotated = count(Outcome::Rotated);

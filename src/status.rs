@@ -4,10 +4,12 @@
 use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyUse};
 use crate::policy::Mode;
 use crate::rotation::{
-    decide_retirement, is_own_verification, RetireFacts, Retirement, Target, DEACTIVATED_TAG,
-    VERIFIED_TAG,
+    current_key, decide_retirement, is_own_verification, RetireFacts, Retirement, Target,
+    DEACTIVATED_TAG, VERIFIED_TAG,
 };
+use crate::store::Holding;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 /// How a user's keys stand, from best to worst; `--fail-on V` trips at V or worse.
@@ -26,6 +28,9 @@ pub enum Verdict {
     Stuck,
     /// A store hands out a key that is not CURRENT, or holds none.
     Drift,
+    /// A store hands out a pair no consumer can use (the id of one key beside the secret of
+    /// another, after an interrupted write); the next run repairs it.
+    Broken,
     /// The user's state could not be read.
     #[value(skip)]
     Error,
@@ -140,7 +145,6 @@ async fn fill(
             _ => e.to_string(),
         })?;
     keys.sort_by_key(|k| std::cmp::Reverse(k.created));
-    let current = keys.iter().find(|k| k.active).cloned();
     let mut uses = Vec::with_capacity(keys.len());
     for key in &keys {
         uses.push(
@@ -149,9 +153,32 @@ async fn fill(
                 .map_err(|e: AwsError| e.to_string())?,
         );
     }
+    let mut holdings = Vec::with_capacity(target.stores.len());
     for store in &target.stores {
-        let key_id = match store.read().await {
-            Ok(key) => key.map(|k| k.id),
+        holdings.push(store.observe().await);
+    }
+    let stored: BTreeSet<String> = holdings
+        .iter()
+        .flatten()
+        .filter_map(|h| h.key_id().map(str::to_string))
+        .collect();
+    // The engine's rule for CURRENT, so that status and a rotation name the same key.
+    let current = current_key(&keys, &stored).cloned();
+    for (store, holding) in target.stores.iter().zip(holdings) {
+        let key_id = match holding {
+            Ok(Holding::Broken { key_id, reason }) => {
+                flag(
+                    status,
+                    Verdict::Broken,
+                    format!("{} holds a broken pair: {reason}; the next rotation run repairs it from a verified key", store.location()),
+                );
+                status.stores.push(StoreStatus {
+                    store: store.location(),
+                    key_id,
+                });
+                continue;
+            }
+            Ok(holding) => holding.key_id().map(str::to_string),
             Err(e) => {
                 flag(status, Verdict::Drift, format!("{e}"));
                 None

@@ -3,7 +3,7 @@
 use super::context::{load_aws, open_target, path_settings, runtime};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
-use crate::cli::{GlobalArgs, RotationArgs};
+use crate::cli::{GlobalArgs, RotationArgs, RunGate};
 use crate::config::{normalize_iam_path, Config, StoreConfig};
 use crate::error::Error;
 use crate::notify::RunNotice;
@@ -13,7 +13,7 @@ use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
-use crate::store::{Outfile, SecretStore, StoreEnv};
+use crate::store::{self, Outfile, StoreEnv, TemplateValues};
 use crate::terraform;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -41,12 +41,14 @@ pub fn update(
     job.run(async {
         let aws = load_aws(config, global, service.region.as_deref()).await;
         let env = job.store_env(&aws, service.tags.clone());
+        let also = paths_of_user(config, &aws, &service.iam_user).await?;
         let target = job.target(
             &env,
             &service.iam_user,
             Some(&service.name),
             &service.stores,
             &service.policy,
+            &also,
         );
         let external = match &service.terraform {
             // Terraform made the key: read it before anything else; IAM is left alone.
@@ -92,10 +94,56 @@ pub fn rotate_path(
         let env = job.store_env(&aws, Vec::new());
         let targets = users
             .iter()
-            .map(|u| job.target(&env, &u.name, None, &stores, &policy))
+            .map(|u| {
+                let also = services_of_user(config, &u.name, None);
+                job.target(&env, &u.name, None, &stores, &policy, &also)
+            })
             .collect();
         job.execute(&aws, targets, concurrency, None).await
     })
+}
+
+/// Stores of another section of services.toml that hand out the same IAM user's key, with
+/// the service name their templates use.
+struct SharedStores {
+    service: Option<String>,
+    stores: Vec<StoreConfig>,
+}
+
+/// The stores of every service whose `iam_user` is `user`, except `except`.
+fn services_of_user(config: &Config, user: &str, except: Option<&str>) -> Vec<SharedStores> {
+    config
+        .services
+        .values()
+        .filter(|s| s.iam_user == user && Some(s.name.as_str()) != except)
+        .map(|s| SharedStores {
+            service: Some(s.name.clone()),
+            stores: s.stores.clone(),
+        })
+        .collect()
+}
+
+/// The stores of every `[paths.NAME]` section whose path holds `user`: one ListUsers per
+/// section, and none when there is no such section.
+async fn paths_of_user(
+    config: &Config,
+    aws: &AwsContext,
+    user: &str,
+) -> Result<Vec<SharedStores>, Error> {
+    let mut shared = Vec::new();
+    for (path, section) in &config.paths {
+        if section.stores.is_empty() {
+            continue;
+        }
+        let users = aws.iam().list_users(path).await?;
+        if users.iter().any(|u| u.name == user) {
+            shared.push(SharedStores {
+                service: None,
+                stores: section.stores.clone(),
+            });
+        }
+    }
+    Ok(shared)
 }
 
 /// One `update`/`rotate` invocation, checked before any AWS call.
@@ -244,6 +292,9 @@ impl<'a> Job<'a> {
         Ok(Some(Arc::new(AuditLog::new(run, file, cloudwatch))))
     }
 
+    /// The target for `user`: the stores of the section being run, then every other store
+    /// that hands out the same IAM user's key (`also`), then the `-o` copy. A key is
+    /// written to all of them and protected by all of them, whichever section is run.
     fn target(
         &self,
         env: &StoreEnv,
@@ -251,12 +302,27 @@ impl<'a> Job<'a> {
         service: Option<&str>,
         stores: &[StoreConfig],
         policy: &RotationPolicy,
+        also: &[SharedStores],
     ) -> Target {
-        let outfile = self
-            .outfile
-            .as_ref()
-            .map(|file| Arc::new(file.store_for(user)) as Arc<dyn SecretStore>);
-        open_target(env, user, service, stores, policy, outfile)
+        let mut target = open_target(env, user, service, stores, policy, None);
+        let mut seen: Vec<String> = target.stores.iter().map(|s| s.location()).collect();
+        for shared in also {
+            let values = TemplateValues {
+                user,
+                service: shared.service.as_deref(),
+            };
+            for config in &shared.stores {
+                let store = store::open(config, &values, env);
+                if !seen.contains(&store.location()) {
+                    seen.push(store.location());
+                    target.stores.push(store);
+                }
+            }
+        }
+        if let Some(file) = &self.outfile {
+            target.stores.push(Arc::new(file.store_for(user)));
+        }
+        target
     }
 
     async fn execute(
@@ -270,8 +336,13 @@ impl<'a> Job<'a> {
         // Every target has the same kinds of stores, so the first one's run-level checks
         // (e.g. that op is signed in) hold for all; a failure stops the run before any
         // store is read or IAM is changed.
-        if let Some(first) = targets.first() {
-            for store in &first.stores {
+        // The checks are per kind of store (is op signed in?), not per user: one store of
+        // each kind, over every user, since users that other sections share have more.
+        let mut checked = std::collections::BTreeSet::new();
+        for store in targets.iter().flat_map(|t| &t.stores) {
+            let location = store.location();
+            let kind = location.split(':').next().unwrap_or_default().to_string();
+            if checked.insert(kind) {
                 store.check_run().await?;
             }
         }
@@ -355,8 +426,18 @@ impl<'a> Job<'a> {
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)
             .count();
+        let busy = reports
+            .iter()
+            .filter(|r| r.outcome == Outcome::Busy)
+            .count();
         match (failed, audited) {
             (0, Some(Err(e))) => Err(e.into()),
+            (0, _) if busy > 0 && self.args.fail_on == Some(RunGate::Busy) => {
+                Err(Error::GateTripped {
+                    verdict: "busy".into(),
+                    users: busy,
+                })
+            }
             (0, _) => Ok(()),
             (_, audited) => {
                 if let Some(Err(e)) = audited {

@@ -333,9 +333,10 @@ impl<'a> View<'a> {
         let behind = self
             .counted()
             .map(|s| {
+                // A torn pair names the key it was written for before the tear: a run
+                // in progress is one whose key the store does not name yet.
                 s.held
                     .id()
-                    .filter(|_| matches!(s.held, Held::Key(_)))
                     .and_then(|id| self.created(id))
                     .unwrap_or(SystemTime::UNIX_EPOCH)
             })

@@ -446,7 +446,10 @@ pub fn isolated_process(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> std
             "AWS_SHARED_CREDENTIALS_FILE",
             dir.join(".no-aws-credentials"),
         )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        // This host's in-flight records, per test directory: runs in one directory see
+        // each other's, as runs on one host do.
+        .env("CREDROT_STATE_DIR", dir.join(".credrot-state"));
     cmd
 }
 

@@ -494,14 +494,29 @@ fn an_unfinished_promotion_is_finished_by_the_next_run() {
 
     // `--lock-ttl 0s`: the staged key is seconds old, and until the lock TTL has passed
     // a key the store does not hand out yet is taken for another run's in progress.
-    let out = moto
-        .credrot(dir.path())
-        .args(["--output", "json", "update", "pg", "--lock-ttl", "0s"])
-        .assert()
-        .success();
-    let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let user = &summary["users"][0];
+    let run = || {
+        let out = moto
+            .credrot(dir.path())
+            .args(["--output", "json", "update", "pg", "--lock-ttl", "0s"])
+            .assert()
+            .success();
+        let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        summary["users"][0].clone()
+    };
+    let user = run();
     assert_eq!(user["synced"][0], "secrets-manager:pg/aws", "{user}");
+    // The key consumers read until a moment ago survives the run that promoted the other.
+    assert_eq!(user["outcome"], "synced", "{user}");
+    assert_eq!(user["deleted"], serde_json::Value::Null, "{user}");
+    assert_eq!(
+        moto.secret_key("pg/aws", "AWSCURRENT"),
+        Some(staged.clone())
+    );
+    moto.assert_key_works_for(&current, "pg");
+
+    // The next run rotates: the previous AWSCURRENT goes, the promoted key stays as LAST.
+    let user = run();
+    assert_eq!(user["outcome"], "rotated", "{user}");
     assert_eq!(user["deleted"], current.id.as_str(), "{user}");
     let now_current = moto.secret_key("pg/aws", "AWSCURRENT").unwrap();
     assert_eq!(user["created"], now_current.id.as_str());

@@ -357,6 +357,23 @@ fn lock_plans() {
             end: End::Busy(String::new()),
         },
         Case {
+            name: "a torn pair naming the only key is no lock: it is repaired by a rotation",
+            seen: seen(vec![key("A", true, 30)], vec![broken("A")]),
+            mode: Mode::TwoKey,
+            steps: rotation(vec![], 1),
+            end: End::Rotated,
+        },
+        Case {
+            name: "a key the torn store does not name is another run's",
+            seen: seen(
+                vec![key("OLD", true, 2 * DAY), key("NEW", true, 30)],
+                vec![broken("OLD")],
+            ),
+            mode: Mode::TwoKey,
+            steps: vec![],
+            end: End::Busy(String::new()),
+        },
+        Case {
             name: "a young key every store holds is no lock",
             seen: seen(vec![key("NEW", true, 30)], vec![holds("NEW")]),
             mode: Mode::TwoKey,
