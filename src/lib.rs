@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials_file;
@@ -35,5 +36,8 @@ pub fn main() -> std::process::ExitCode {
     let _failpoints = fail::FailScenario::setup();
     let cli = cli::Cli::parse();
     logging::init(cli.global.verbose, cli.global.quiet);
+    if let Err(message) = clock::init() {
+        return error::exit_code(Err(error::Error::Usage(message)));
+    }
     error::exit_code(commands::run(cli))
 }

@@ -136,7 +136,7 @@ async fn fill(
     options: StatusOptions,
     status: &mut UserStatus,
 ) -> Result<(), String> {
-    let now = SystemTime::now();
+    let now = crate::clock::now();
     let mut keys = iam
         .list_keys(&target.user)
         .await

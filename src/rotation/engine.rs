@@ -18,7 +18,7 @@ use crate::store::{Holding, SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Why one user's rotation failed.
@@ -225,7 +225,7 @@ impl Engine {
             holdings.push(store.observe().await?);
             pending.push(store.pending().await?);
         }
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let ttl = self.options.lock_ttl.unwrap_or_default();
         let owners = match &self.options.inflight {
             Some(records) => keys
@@ -320,7 +320,7 @@ impl Engine {
             user: target.user.clone(),
             service: target.service.clone(),
             previous_key_id: plan.current.clone(),
-            rotated_at: SystemTime::now(),
+            rotated_at: crate::clock::now(),
         };
         // What each store holds as the steps go, for the undo.
         let mut holding: Vec<Option<AccessKey>> =
@@ -425,7 +425,7 @@ impl Engine {
             Step::MarkDeactivated { key } => {
                 let tag = format!("{DEACTIVATED_TAG}{key}");
                 self.iam
-                    .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+                    .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
                     .await?;
             }
             Step::Delete { key, reason } => {
@@ -499,7 +499,7 @@ impl Engine {
                 let key = new.key.as_ref().expect("the plan creates before it tags");
                 let tag = format!("{VERIFIED_TAG}{}", key.id);
                 self.iam
-                    .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+                    .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
                     .await?;
             }
         }
@@ -543,7 +543,7 @@ impl Engine {
         result?;
         let tag = format!("{DEACTIVATED_TAG}{key_id}");
         self.iam
-            .tag_user(&target.user, &tag, &retire::tag_time(SystemTime::now()))
+            .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
             .await?;
         Ok(())
     }
@@ -599,7 +599,7 @@ impl Engine {
                 user: target.user.clone(),
                 service: target.service.clone(),
                 previous_key_id: report.current_before.clone(),
-                rotated_at: SystemTime::now(),
+                rotated_at: crate::clock::now(),
             };
             report.created = Some(key.id.clone());
             match self.hand_off(target, &key, &ctx).await {

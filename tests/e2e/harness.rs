@@ -43,6 +43,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Without the emulator no end-to-end test can run: say so once, on one line, and end the
+/// test binary instead of letting every test panic with the same message.
+fn missing_emulator(program: &str, error: &std::io::Error) -> ! {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "cannot start {program} ({error}): run `bash scripts/test`, which installs the test requirements, or `pip install -r requirements-test.txt`"
+        );
+    });
+    std::process::exit(1)
+}
+
 impl Moto {
     /// Start moto and bootstrap the admin identity; after this every request is checked.
     pub fn start() -> Moto {
@@ -65,14 +77,15 @@ impl Moto {
             Some(n) => command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string()),
             None => command.env_remove("INITIAL_NO_AUTH_ACTION_COUNT"),
         };
-        let child = command
+        let child = match command
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {program} ({e}); install it with: pip install -r requirements-test.txt")
-            });
+        {
+            Ok(child) => child,
+            Err(e) => missing_emulator(&program, &e),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

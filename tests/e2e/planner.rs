@@ -285,9 +285,16 @@ fn a_user_of_a_path_and_a_service_gets_every_store_of_both() {
 
     // And the service's run writes the path's store: nobody is left with a deleted key.
     let (code, user) = update(&moto, dir.path(), &["--force"]);
-    assert_eq!((code, user["outcome"].as_str()), (Some(0), Some("rotated")), "{user}");
+    assert_eq!(
+        (code, user["outcome"].as_str()),
+        (Some(0), Some("rotated")),
+        "{user}"
+    );
     let service_key = key_of(&read_json(&dir.path().join("pg.json")));
-    assert_eq!(key_of(&read_json(&dir.path().join("team/pg.json"))), service_key);
+    assert_eq!(
+        key_of(&read_json(&dir.path().join("team/pg.json"))),
+        service_key
+    );
     moto.assert_key_works_for(&service_key, "pg");
     assert_eq!(user["deleted"], seed.id.as_str(), "{user}");
     assert_eq!(user["stores"].as_array().unwrap().len(), 2, "{user}");

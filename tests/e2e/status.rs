@@ -18,8 +18,19 @@ fn store(dir: &Path, key: &Key) {
 
 /// Run status with `args`; returns (exit code, the user's JSON entry, raw stdout).
 fn status(moto: &Moto, dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    status_at(moto, dir, "0s", args)
+}
+
+/// `status` with credrot's clock shifted by `offset`.
+fn status_at(
+    moto: &Moto,
+    dir: &Path,
+    offset: &str,
+    args: &[&str],
+) -> (i32, serde_json::Value, String) {
     let out = moto
         .credrot_process(dir)
+        .env("CREDROT_CLOCK_OFFSET", offset)
         .args(["--output", "json", "status"])
         .args(args)
         .output()
@@ -67,7 +78,7 @@ fn a_healthy_user_is_ok_and_drift_trips_the_gate() {
 fn old_and_unused_keys_are_overdue_and_unused() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "max_age = \"2s\"\nrotate_after = \"1s\"");
+    write_config(dir.path(), "max_age = \"2h\"\nrotate_after = \"1h\"");
     moto.create_user("app", "/");
     let key = moto.create_key("app", true);
     store(dir.path(), &key);
@@ -75,17 +86,18 @@ fn old_and_unused_keys_are_overdue_and_unused() {
     let (code, user, _) = status(&moto, dir.path(), &["--fail-on", "due"]);
     assert_eq!((code, user["verdict"].as_str()), (0, Some("ok")), "{user}");
 
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (code, user, _) = status(&moto, dir.path(), &["--fail-on", "due"]);
+    // Later, by credrot's clock (CREDROT_CLOCK_OFFSET): hours of margin, not milliseconds,
+    // so a slow machine cannot move a key across a threshold.
+    let (code, user, _) = status_at(&moto, dir.path(), "90m", &["--fail-on", "due"]);
     assert_eq!((code, user["verdict"].as_str()), (3, Some("due")), "{user}");
-    let (code, _, _) = status(&moto, dir.path(), &["--fail-on", "overdue"]);
+    let (code, _, _) = status_at(&moto, dir.path(), "90m", &["--fail-on", "overdue"]);
     assert_eq!(code, 0, "due is not yet overdue");
 
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (code, user, _) = status(
+    let (code, user, _) = status_at(
         &moto,
         dir.path(),
-        &["--fail-on", "overdue", "--unused-after", "1s"],
+        "3h",
+        &["--fail-on", "overdue", "--unused-after", "1h"],
     );
     assert_eq!(
         (code, user["verdict"].as_str()),
@@ -94,7 +106,7 @@ fn old_and_unused_keys_are_overdue_and_unused() {
     );
     let reasons = user["reasons"].to_string();
     assert!(
-        reasons.contains("past max_age (2s)") && reasons.contains("has not been used"),
+        reasons.contains("past max_age (2h)") && reasons.contains("has not been used"),
         "{reasons}"
     );
 }
