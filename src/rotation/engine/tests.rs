@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 const USER: &str = "app";
 const IAM_PATH: &str = "credrot";
