@@ -3,10 +3,12 @@
 
 mod calls;
 mod error;
+mod propagation;
 mod sdk;
 
 pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
+pub use propagation::{user_name_from_arn, Propagation};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
 
 use crate::secret::AccessKey;

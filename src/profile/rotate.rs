@@ -8,11 +8,13 @@
 //! an extra key in IAM.
 
 use super::{ProfileError, ProfileKey, StoredProfile};
-use crate::aws::{AwsContext, AwsError, AwsErrorKind, IamApi, KeyMeta, KeyVerifier, SdkIam};
+use crate::aws::{
+    AwsContext, AwsError, AwsErrorKind, IamApi, KeyMeta, KeyVerifier, Propagation, SdkIam,
+};
 use crate::credentials_file::CredentialsFile;
 use crate::secret::AccessKey;
 use async_trait::async_trait;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The IAM and STS calls of a self-rotation, each signed with the key given.
 #[async_trait]
@@ -174,11 +176,7 @@ impl SelfRotateError {
 }
 
 /// The IAM user name in a user ARN (`arn:aws:iam::123:user/path/name`).
-pub fn user_from_arn(arn: &str) -> Option<&str> {
-    let resource = arn.splitn(6, ':').nth(5)?;
-    let path = resource.strip_prefix("user/")?;
-    path.rsplit('/').next().filter(|name| !name.is_empty())
-}
+pub use crate::aws::user_name_from_arn as user_from_arn;
 
 /// One self-rotation of a profile.
 pub struct SelfRotation<'a> {
@@ -341,12 +339,14 @@ impl SelfRotation<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, AwsError>>,
     {
-        let deadline = Instant::now() + self.options.propagation_timeout;
+        let interval = self.options.retry_interval;
+        let mut propagation =
+            Propagation::new(self.options.propagation_timeout, interval, interval);
         loop {
             match call().await {
-                Err(e) if e.is_unauthenticated() && Instant::now() < deadline => {
+                Err(e) if e.is_unauthenticated() && propagation.may_retry() => {
                     tracing::debug!("IAM has not propagated the new key yet: {e}");
-                    tokio::time::sleep(self.options.retry_interval).await;
+                    propagation.wait().await;
                 }
                 other => return other,
             }

@@ -11,14 +11,14 @@ use super::inflight::InflightRecords;
 use super::planner::{self, End, Held, Observed, Plan, PlanError, Rules, Step, StoreView};
 use super::report::{KeyView, Outcome, UserReport};
 use super::retire::{self, DEACTIVATED_TAG, VERIFIED_TAG};
-use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyVerifier};
+use crate::aws::{user_name_from_arn, AwsError, AwsErrorKind, IamApi, KeyVerifier, Propagation};
 use crate::policy::RotationPolicy;
 use crate::secret::AccessKey;
 use crate::store::{Holding, SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// Why one user's rotation failed.
@@ -680,11 +680,14 @@ impl Engine {
     }
 
     async fn verify_with_retries(&self, user: &str, key: &AccessKey) -> Result<(), RotateError> {
-        let deadline = Instant::now() + self.options.verify_timeout;
-        let mut delay = Duration::from_millis(250);
+        let mut propagation = Propagation::new(
+            self.options.verify_timeout,
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+        );
         loop {
             match self.verifier.caller_arn(key).await {
-                Ok(arn) if arn_user_name(&arn) == Some(user) => return Ok(()),
+                Ok(arn) if user_name_from_arn(&arn) == Some(user) => return Ok(()),
                 Ok(arn) => {
                     return Err(RotateError::WrongIdentity {
                         key_id: key.id.clone(),
@@ -693,8 +696,7 @@ impl Engine {
                     })
                 }
                 Err(e)
-                    if (e.is_unauthenticated() || e.is_transient())
-                        && Instant::now() + delay < deadline =>
+                    if (e.is_unauthenticated() || e.is_transient()) && propagation.may_retry() =>
                 {
                     // A rejected key is usually still propagating; one that IAM no longer
                     // lists never will be, and the stores should not hand it out any longer.
@@ -711,9 +713,8 @@ impl Engine {
                             user: user.to_string(),
                         });
                     }
-                    debug!(user, key = %key.id, "key not accepted yet ({e}); retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    debug!(user, key = %key.id, "key not accepted yet ({e}); retrying in {:?}", propagation.next_delay());
+                    propagation.wait().await;
                 }
                 Err(source) => {
                     return Err(RotateError::Verify {
@@ -785,13 +786,6 @@ fn fills(plan: &Plan) -> impl Iterator<Item = usize> + '_ {
         Step::Fill { store, .. } => Some(*store),
         _ => None,
     })
-}
-
-/// The user name at the end of an IAM user ARN (`arn:aws:iam::1:user/path/name`).
-fn arn_user_name(arn: &str) -> Option<&str> {
-    let resource = arn.splitn(6, ':').nth(5)?;
-    let path = resource.strip_prefix("user/")?;
-    path.rsplit('/').next()
 }
 
 #[cfg(test)]

@@ -587,7 +587,7 @@ impl Fixture {
             .caller_arn(&new)
             .await
             .expect("the new key works");
-        assert_eq!(arn_user_name(&arn), Some(report.user.as_str()));
+        assert_eq!(user_name_from_arn(&arn), Some(report.user.as_str()));
         self.assert_safe();
         new
     }
@@ -1140,16 +1140,16 @@ async fn reports_never_reveal_a_secret() {
 #[test]
 fn arn_user_name_takes_the_last_path_segment() {
     assert_eq!(
-        arn_user_name("arn:aws:iam::123456789012:user/app"),
+        user_name_from_arn("arn:aws:iam::123456789012:user/app"),
         Some("app")
     );
     assert_eq!(
-        arn_user_name("arn:aws:iam::123456789012:user/team/svc/app"),
+        user_name_from_arn("arn:aws:iam::123456789012:user/team/svc/app"),
         Some("app")
     );
     assert_eq!(
-        arn_user_name("arn:aws:sts::123456789012:assumed-role/role/app"),
+        user_name_from_arn("arn:aws:sts::123456789012:assumed-role/role/app"),
         None
     );
-    assert_eq!(arn_user_name("not-an-arn"), None);
+    assert_eq!(user_name_from_arn("not-an-arn"), None);
 }
