@@ -7,7 +7,7 @@
 //! a store hands it out, and no key the run created is left in IAM without a store holding it.
 
 use super::*;
-use crate::aws::{IamUser, KeyMeta, KeyUse};
+use crate::aws::{user_name_from_arn, AwsErrorKind, IamUser, KeyMeta, KeyUse};
 use crate::rotation::MAX_KEYS;
 use async_trait::async_trait;
 use std::collections::BTreeMap;

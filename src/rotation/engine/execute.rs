@@ -1,0 +1,341 @@
+//! Carrying out a plan's steps for one user. The new key's steps (create, write each store,
+//! verify, promote) are one transaction: on any failure every store written is restored and
+//! the new key deleted, unless a store could not be restored, in which case the new key
+//! stays, since a store may hand it out.
+
+use super::observe::Observation;
+use super::{assert_not_held, Engine, RotateError, Target};
+use crate::aws::AwsErrorKind;
+use crate::rotation::planner::{self, Plan, Step};
+use crate::rotation::report::{Outcome, UserReport};
+use crate::rotation::retire::{self, DEACTIVATED_TAG, VERIFIED_TAG};
+use crate::secret::AccessKey;
+use crate::store::WriteContext;
+use std::collections::BTreeSet;
+use tracing::{debug, info};
+
+/// The new key's transaction: what was created and how many stores were written.
+#[derive(Default)]
+pub(super) struct NewKey {
+    key: Option<AccessKey>,
+    written: usize,
+}
+
+impl Engine {
+    /// Carry out `plan`'s steps in order. A failure stops the user; once the new key
+    /// exists, it is undone first.
+    pub(super) async fn execute(
+        &self,
+        target: &Target,
+        observed: &Observation,
+        plan: &Plan,
+        report: &mut UserReport,
+    ) -> Result<(), RotateError> {
+        let protected = observed.protected();
+        let ctx = WriteContext {
+            user: target.user.clone(),
+            service: target.service.clone(),
+            previous_key_id: plan.current.clone(),
+            rotated_at: crate::clock::now(),
+        };
+        // What each store holds as the steps go, for the undo.
+        let mut holding: Vec<Option<AccessKey>> =
+            observed.holdings.iter().map(|h| h.key().cloned()).collect();
+        let mut new = NewKey::default();
+        for step in &plan.steps {
+            let done = self
+                .step(
+                    target,
+                    observed,
+                    step,
+                    &protected,
+                    &ctx,
+                    &mut holding,
+                    &mut new,
+                    report,
+                )
+                .await;
+            match done {
+                Ok(true) => {}
+                Ok(false) => {
+                    // IAM refused the new key: another run created one since this one looked.
+                    report.outcome = Outcome::Busy;
+                    return Ok(());
+                }
+                Err(cause) => {
+                    let Some(key) = &new.key else {
+                        return Err(cause);
+                    };
+                    let error = self
+                        .undo(target, key, &holding[..new.written], &ctx, cause, true)
+                        .await;
+                    self.forget(key);
+                    return Err(error);
+                }
+            }
+        }
+        if let Some(key) = new.key {
+            self.forget(&key);
+            report.new_key = Some(key);
+        }
+        Ok(())
+    }
+
+    pub(super) fn forget(&self, key: &AccessKey) {
+        if let Some(records) = &self.options.inflight {
+            records.end(&key.id);
+        }
+    }
+
+    /// One step; `Ok(false)` when IAM refused to create the new key (the user is busy).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn step(
+        &self,
+        target: &Target,
+        observed: &Observation,
+        step: &Step,
+        protected: &BTreeSet<String>,
+        ctx: &WriteContext,
+        holding: &mut [Option<AccessKey>],
+        new: &mut NewKey,
+        report: &mut UserReport,
+    ) -> Result<bool, RotateError> {
+        let stored = |id: &str| {
+            observed
+                .key(id)
+                .cloned()
+                .ok_or_else(|| RotateError::KeyGone {
+                    key_id: id.to_string(),
+                    user: target.user.clone(),
+                })
+        };
+        match step {
+            Step::VerifyStored { key } => {
+                // Nothing is retired on the strength of a key that has not been proven.
+                self.verify(target, &stored(key)?).await?;
+            }
+            Step::Fill { store, key, reason } => {
+                let key = stored(key)?;
+                let store_ref = &target.stores[*store];
+                info!(user = %target.user, store = %store_ref.location(), key = %key.id, "repairing the store: {reason}");
+                let sync = async {
+                    store_ref.write(&key, ctx).await?;
+                    store_ref.promote(&key).await
+                };
+                self.store_step(target, &**store_ref, "store-sync", Some(&key.id), sync)
+                    .await?;
+                holding[*store] = Some(key);
+                report.synced.push(store_ref.location());
+            }
+            Step::DeleteOrphan { key } => {
+                self.delete_key(target, key, protected).await?;
+                report.actions.push(format!(
+                    "deleted {key}: created by an interrupted run, never stored or used"
+                ));
+                report.deleted = Some(key.clone());
+            }
+            Step::Deactivate { key } => {
+                self.deactivate_key(target, key, protected).await?;
+                report.actions.push(format!("deactivated {key}"));
+            }
+            Step::MarkDeactivated { key } => {
+                let tag = format!("{DEACTIVATED_TAG}{key}");
+                self.iam
+                    .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
+                    .await?;
+            }
+            Step::Delete { key, reason } => {
+                info!(user = %target.user, key = %key, "deleting key ({reason})");
+                fail::fail_point!("before-delete", |_| crate::failpoints::crash());
+                self.delete_key(target, key, protected).await?;
+                // Recorded only once done, so a failed run never claims a deletion.
+                report.deleted = Some(key.clone());
+                fail::fail_point!("after-delete", |_| crate::failpoints::crash());
+                if *reason == planner::GRACE_OVER {
+                    let stale = [
+                        format!("{DEACTIVATED_TAG}{key}"),
+                        format!("{VERIFIED_TAG}{key}"),
+                    ];
+                    self.iam.untag_user(&target.user, &stale).await?;
+                    report.actions.push(format!("deleted {key} ({reason})"));
+                }
+            }
+            Step::Create => {
+                let created = self.iam.create_key(&target.user).await;
+                self.emit(
+                    target,
+                    "create-key",
+                    created.as_ref().ok().map(|(m, _)| m.id.as_str()),
+                    None,
+                    &created,
+                );
+                if matches!(&created, Err(e) if e.kind == AwsErrorKind::LimitExceeded) {
+                    // The two-key limit is the atomic part of the implicit lock: another
+                    // run created a key since this one looked, and that run hands it out.
+                    report.note = Some(
+                        "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
+                    );
+                    return Ok(false);
+                }
+                let (meta, key) = created?;
+                if let Some(records) = &self.options.inflight {
+                    records.begin(&meta.id, &self.options.run_id);
+                }
+                info!(user = %target.user, key = %meta.id, "created new key");
+                report.created = Some(meta.id.clone());
+                new.key = Some(key);
+                fail::fail_point!("after-create", |_| crate::failpoints::crash());
+            }
+            Step::Write { store } => {
+                let key = new.key.as_ref().expect("the plan creates before it writes");
+                let store_ref = &target.stores[*store];
+                new.written = store + 1;
+                let write = store_ref.write(key, ctx);
+                self.store_step(target, &**store_ref, "store-write", Some(&key.id), write)
+                    .await?;
+                debug!(user = %target.user, store = %store_ref.location(), "stored new key");
+                fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
+            }
+            Step::VerifyNew => {
+                let key = new
+                    .key
+                    .as_ref()
+                    .expect("the plan creates before it verifies");
+                self.verify(target, key).await?;
+                fail::fail_point!("after-verify", |_| crate::failpoints::crash());
+            }
+            Step::Promote => {
+                let key = new
+                    .key
+                    .as_ref()
+                    .expect("the plan creates before it promotes");
+                self.promote_all(target, key).await?;
+            }
+            Step::MarkVerified => {
+                let key = new.key.as_ref().expect("the plan creates before it tags");
+                let tag = format!("{VERIFIED_TAG}{}", key.id);
+                self.iam
+                    .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn promote_all(
+        &self,
+        target: &Target,
+        key: &AccessKey,
+    ) -> Result<(), RotateError> {
+        for store in &target.stores {
+            let promote = store.promote(key);
+            self.store_step(target, &**store, "store-promote", Some(&key.id), promote)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Delete a key, refusing one that a store hands out (the rule that is never traded).
+    pub(super) async fn delete_key(
+        &self,
+        target: &Target,
+        key_id: &str,
+        held: &BTreeSet<String>,
+    ) -> Result<(), RotateError> {
+        assert_not_held(key_id, held)?;
+        let result = match self.iam.delete_key(&target.user, key_id).await {
+            Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        self.emit(target, "delete-key", Some(key_id), None, &result);
+        Ok(result?)
+    }
+
+    pub(super) async fn deactivate_key(
+        &self,
+        target: &Target,
+        key_id: &str,
+        held: &BTreeSet<String>,
+    ) -> Result<(), RotateError> {
+        assert_not_held(key_id, held)?;
+        let result = self.iam.set_key_active(&target.user, key_id, false).await;
+        self.emit(target, "deactivate-key", Some(key_id), None, &result);
+        result?;
+        let tag = format!("{DEACTIVATED_TAG}{key_id}");
+        self.iam
+            .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
+            .await?;
+        Ok(())
+    }
+
+    /// Write `new_key` to every store, verify it, promote it. On failure, the error and how
+    /// many stores were written (and so must be restored).
+    pub(super) async fn hand_off(
+        &self,
+        target: &Target,
+        new_key: &AccessKey,
+        ctx: &WriteContext,
+    ) -> Result<(), (RotateError, usize)> {
+        let mut written = 0;
+        let result: Result<(), RotateError> = async {
+            for store in &target.stores {
+                written += 1;
+                let write = store.write(new_key, ctx);
+                self.store_step(target, &**store, "store-write", Some(&new_key.id), write)
+                    .await?;
+            }
+            self.verify(target, new_key).await?;
+            self.promote_all(target, new_key).await
+        }
+        .await;
+        result.map_err(|e| (e, written))
+    }
+
+    /// Put the first `previous.len()` stores back and, when credrot created it
+    /// (`delete_new`), delete the new key.
+    pub(super) async fn undo(
+        &self,
+        target: &Target,
+        new_key: &AccessKey,
+        previous: &[Option<AccessKey>],
+        ctx: &WriteContext,
+        cause: RotateError,
+        delete_new: bool,
+    ) -> RotateError {
+        let mut problems = Vec::new();
+        for (store, prev) in target.stores.iter().zip(previous).rev() {
+            let restore = store.restore(prev.as_ref(), ctx);
+            let prev_id = prev.as_ref().map(|k| k.id.as_str());
+            if let Err(e) = self
+                .store_step(target, &**store, "store-restore", prev_id, restore)
+                .await
+            {
+                problems.push(e.to_string());
+            }
+        }
+        let cleanup = if !problems.is_empty() {
+            format!(
+                "rollback incomplete, so new key {} was kept (a store may hand it out): {}; fix the store and run again",
+                new_key.id,
+                problems.join("; ")
+            )
+        } else if !delete_new {
+            "rolled back: stores restored; IAM was not changed".to_string()
+        } else {
+            match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
+                Ok(()) => format!(
+                    "rolled back: stores restored, new key {} deleted, old keys untouched",
+                    new_key.id
+                ),
+                Err(e) => format!(
+                    "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
+                    new_key.id
+                ),
+            }
+        };
+        RotateError::RolledBack {
+            cause: Box::new(cause),
+            cleanup,
+        }
+    }
+}
