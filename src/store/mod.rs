@@ -192,17 +192,20 @@ impl StoreEnv {
     }
 }
 
-/// Make the store described by `config` for one user.
+/// Make the store described by `config` for one user; fails when the user's values would
+/// make the store leave its place (a file path escaping its directory).
 pub fn open(
     config: &StoreConfig,
     values: &TemplateValues<'_>,
     env: &StoreEnv,
-) -> Arc<dyn SecretStore> {
-    match config {
-        StoreConfig::File(c) => Arc::new(FileStore::new(
-            env.base_dir.join(values.apply(&c.path)),
+) -> Result<Arc<dyn SecretStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::File(c) => Arc::new(FileStore::from_template(
+            &env.base_dir,
+            &c.path,
+            values,
             c.format,
-        )),
+        )?),
         StoreConfig::OnePassword(c) => {
             // Path runs have no service, so their default title names the user.
             let default_title = match values.service {
@@ -228,5 +231,48 @@ pub fn open(
             c.kms_key_id.clone(),
             env.tags.clone(),
         )),
+    })
+}
+
+/// A store that [`open`] could not make for one user. Every step fails with the reason, so
+/// that user fails at its first store read, before any IAM change, and the others go on.
+pub struct Unopened(StoreError);
+
+impl From<StoreError> for Unopened {
+    fn from(e: StoreError) -> Self {
+        Unopened(e)
+    }
+}
+
+impl Unopened {
+    fn fail(&self) -> StoreError {
+        StoreError {
+            store: self.0.store.clone(),
+            action: self.0.action,
+            reason: self.0.reason.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for Unopened {
+    fn location(&self) -> String {
+        self.0.store.clone()
+    }
+
+    async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
+        Err(self.fail())
+    }
+
+    async fn write(&self, _key: &AccessKey, _ctx: &WriteContext) -> Result<(), StoreError> {
+        Err(self.fail())
+    }
+
+    async fn restore(
+        &self,
+        _previous: Option<&AccessKey>,
+        _ctx: &WriteContext,
+    ) -> Result<(), StoreError> {
+        Err(self.fail())
     }
 }
