@@ -52,8 +52,7 @@ pub fn path_settings(config: &Config, iam_path: &str) -> (Vec<StoreConfig>, Rota
     }
 }
 
-/// One user with its stores opened (plus `extra`, e.g. the outfile) and its policy. A store
-/// that cannot be opened for this user fails the user's rotation when it is read.
+/// One user with its stores opened (plus `extra`, e.g. the outfile) and its policy.
 pub fn open_target(
     env: &StoreEnv,
     user: &str,
@@ -65,10 +64,7 @@ pub fn open_target(
     let values = TemplateValues { user, service };
     let mut opened: Vec<Arc<dyn SecretStore>> = stores
         .iter()
-        .map(|c| {
-            store::open(c, &values, env)
-                .unwrap_or_else(|e| Arc::new(store::Unopened::from(e)) as Arc<dyn SecretStore>)
-        })
+        .map(|c| store::open(c, &values, env))
         .collect();
     opened.extend(extra);
     Target {

@@ -192,20 +192,21 @@ impl StoreEnv {
     }
 }
 
-/// Make the store described by `config` for one user; fails when the user's values would
-/// make the store leave its place (a file path escaping its directory).
+/// Make the store described by `config` for one user. When the user's values would make
+/// the store leave its place (a file path escaping its directory), the store is
+/// [`Unopened`]: the user fails at its first read, before any IAM change.
 pub fn open(
     config: &StoreConfig,
     values: &TemplateValues<'_>,
     env: &StoreEnv,
-) -> Result<Arc<dyn SecretStore>, StoreError> {
-    Ok(match config {
-        StoreConfig::File(c) => Arc::new(FileStore::from_template(
-            &env.base_dir,
-            &c.path,
-            values,
-            c.format,
-        )?),
+) -> Arc<dyn SecretStore> {
+    match config {
+        StoreConfig::File(c) => {
+            match FileStore::from_template(&env.base_dir, &c.path, values, c.format) {
+                Ok(store) => Arc::new(store),
+                Err(e) => Arc::new(Unopened(e)),
+            }
+        }
         StoreConfig::OnePassword(c) => {
             // Path runs have no service, so their default title names the user.
             let default_title = match values.service {
@@ -231,18 +232,12 @@ pub fn open(
             c.kms_key_id.clone(),
             env.tags.clone(),
         )),
-    })
+    }
 }
 
 /// A store that [`open`] could not make for one user. Every step fails with the reason, so
 /// that user fails at its first store read, before any IAM change, and the others go on.
-pub struct Unopened(StoreError);
-
-impl From<StoreError> for Unopened {
-    fn from(e: StoreError) -> Self {
-        Unopened(e)
-    }
-}
+struct Unopened(StoreError);
 
 impl Unopened {
     fn fail(&self) -> StoreError {
