@@ -181,13 +181,8 @@ fn parent_of(path: &Path) -> &Path {
 /// temporary file beside the target, fsync, rename over the target, fsync the directory.
 /// A crash leaves the old or the new file, whole. The directory must exist.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
-    let target = resolve(path)?;
+    let target = existing_dir_target(path)?;
     let dir = parent_of(&target);
-    if !dir.is_dir() {
-        return Err(FsError::MissingDir {
-            dir: dir.to_path_buf(),
-        });
-    }
     match std::fs::metadata(&target) {
         Ok(meta) => require_regular(&meta, path, &target)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -203,6 +198,19 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     tmp.persist(&target).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// Where [`replace_private`] would write `path`, failing when the directory it would be
+/// written in does not exist (it creates none).
+pub fn existing_dir_target(path: &Path) -> Result<PathBuf, FsError> {
+    let target = resolve(path)?;
+    let dir = parent_of(&target);
+    if !dir.is_dir() {
+        return Err(FsError::MissingDir {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(target)
 }
 
 /// [`replace_private`], creating the missing directories first (mode 0700).

@@ -57,25 +57,22 @@ impl Outfile {
         let bytes = match fsutil::read_regular(path, OUTFILE_LIMIT) {
             Ok(Some(bytes)) => Some(bytes),
             Ok(None) => {
-                fsutil::resolve(path)
-                    .and_then(|target| require_dir_of(&target))
-                    .map_err(|e| error(hint(e)))?;
+                fsutil::existing_dir_target(path).map_err(|e| error(hint(e)))?;
                 None
             }
             Err(e) => return Err(error(hint(e))),
         };
         fsutil::warn_if_shared_dir(path);
+        let not_a_document =
+            || error("it exists and is not a credrot key document; choose another -o path".into());
         let mut keys = BTreeMap::new();
         let text = match &bytes {
-            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
-                error("it exists and is not a credrot key document; choose another -o path".into())
-            })?,
+            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| not_a_document())?,
             None => "",
         };
         if !text.trim().is_empty() {
-            let doc: Map<String, Value> = serde_json::from_str(text).map_err(|_| {
-                error("it exists and is not a credrot key document; choose another -o path".into())
-            })?;
+            let doc: Map<String, Value> =
+                serde_json::from_str(text).map_err(|_| not_a_document())?;
             for (user, entry) in doc {
                 let field = |name| entry.get(name).and_then(Value::as_str);
                 match (field("AccessKeyId"), field("SecretAccessKey")) {
@@ -209,16 +206,6 @@ impl Outfile {
             action: "create",
             reason: hint(e),
         })
-    }
-}
-
-/// The directory `target` would be created in must exist: `-o` creates none.
-fn require_dir_of(target: &Path) -> Result<(), FsError> {
-    match target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if !dir.is_dir() => Err(FsError::MissingDir {
-            dir: dir.to_path_buf(),
-        }),
-        _ => Ok(()),
     }
 }
 
