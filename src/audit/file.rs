@@ -28,7 +28,7 @@ pub struct AuditFile {
 }
 
 impl AuditFile {
-    /// Open `path` for appending (creating it, and its directory, with mode 0600), and check
+    /// Open `path` for appending (creating it with mode 0600, and its directory with 0700), and check
     /// that the chain can be continued from its last line. Called before any AWS call, so a
     /// log that cannot be written stops the run before anything changes.
     pub fn open(path: &Path) -> Result<AuditFile, AuditError> {
@@ -37,7 +37,8 @@ impl AuditFile {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(open_error)?;
+            // 0700 whatever the umask: the log names users, keys and stores.
+            crate::fsutil::create_private_dir(dir).map_err(open_error)?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -203,6 +204,11 @@ mod tests {
         assert_eq!(verified.lines, 3);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700, "the directory it made is private");
     }
 
     #[test]

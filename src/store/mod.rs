@@ -238,17 +238,21 @@ impl StoreEnv {
     }
 }
 
-/// Make the store described by `config` for one user.
+/// Make the store described by `config` for one user. When the user's values would make
+/// the store leave its place (a file path escaping its directory), the store is
+/// [`Unopened`]: the user fails at its first read, before any IAM change.
 pub fn open(
     config: &StoreConfig,
     values: &TemplateValues<'_>,
     env: &StoreEnv,
 ) -> Arc<dyn SecretStore> {
     match config {
-        StoreConfig::File(c) => Arc::new(FileStore::new(
-            env.base_dir.join(values.apply(&c.path)),
-            c.format,
-        )),
+        StoreConfig::File(c) => {
+            match FileStore::from_template(&env.base_dir, &c.path, values, c.format) {
+                Ok(store) => Arc::new(store),
+                Err(e) => Arc::new(Unopened(e)),
+            }
+        }
         StoreConfig::OnePassword(c) => {
             // Path runs have no service, so their default title names the user.
             let default_title = match values.service {
@@ -274,5 +278,42 @@ pub fn open(
             c.kms_key_id.clone(),
             env.tags.clone(),
         )),
+    }
+}
+
+/// A store that [`open`] could not make for one user. Every step fails with the reason, so
+/// that user fails at its first store read, before any IAM change, and the others go on.
+struct Unopened(StoreError);
+
+impl Unopened {
+    fn fail(&self) -> StoreError {
+        StoreError {
+            store: self.0.store.clone(),
+            action: self.0.action,
+            reason: self.0.reason.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for Unopened {
+    fn location(&self) -> String {
+        self.0.store.clone()
+    }
+
+    async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
+        Err(self.fail())
+    }
+
+    async fn write(&self, _key: &AccessKey, _ctx: &WriteContext) -> Result<(), StoreError> {
+        Err(self.fail())
+    }
+
+    async fn restore(
+        &self,
+        _previous: Option<&AccessKey>,
+        _ctx: &WriteContext,
+    ) -> Result<(), StoreError> {
+        Err(self.fail())
     }
 }

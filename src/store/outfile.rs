@@ -6,9 +6,13 @@
 //! are folded into the next one (group commit), so a wide run does not fsync once per user
 //! in sequence. An existing file is merged, not truncated, so a re-run after a crash keeps
 //! what the first run wrote.
+//!
+//! The path must be a regular file (or not exist yet) in a directory that exists: `-o` is
+//! checked before any AWS call, creates no directory (a typo must not make one), and is
+//! written through a symlink to its target.
 
 use super::{SecretStore, StoreError, WriteContext};
-use crate::fsutil::write_private_atomic;
+use crate::fsutil::{self, FsError, OUTFILE_LIMIT};
 use crate::secret::AccessKey;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -42,39 +46,46 @@ pub struct Outfile {
 }
 
 impl Outfile {
-    /// Open `path`, keeping the entries it already holds.
+    /// Open `path`, keeping the entries it already holds. Fails when it is not a regular
+    /// file, is too large, or its directory does not exist.
     pub fn open(path: &Path) -> Result<Arc<Outfile>, StoreError> {
         let error = |reason: String| StoreError {
             store: format!("outfile:{}", path.display()),
             action: "read",
             reason,
         };
+        let bytes = match fsutil::read_regular(path, OUTFILE_LIMIT) {
+            Ok(Some(bytes)) => Some(bytes),
+            Ok(None) => {
+                fsutil::existing_dir_target(path).map_err(|e| error(hint(e)))?;
+                None
+            }
+            Err(e) => return Err(error(hint(e))),
+        };
+        fsutil::warn_if_shared_dir(path);
+        let not_a_document =
+            || error("it exists and is not a credrot key document; choose another -o path".into());
         let mut keys = BTreeMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) if text.trim().is_empty() => {}
-            Ok(text) => {
-                let doc: Map<String, Value> = serde_json::from_str(&text).map_err(|_| {
-                    error(
-                        "it exists and is not a credrot key document; choose another -o path"
-                            .into(),
-                    )
-                })?;
-                for (user, entry) in doc {
-                    let field = |name| entry.get(name).and_then(Value::as_str);
-                    match (field("AccessKeyId"), field("SecretAccessKey")) {
-                        (Some(id), Some(secret)) => {
-                            keys.insert(user, AccessKey::new(id, secret));
-                        }
-                        _ => {
-                            return Err(error(format!(
-                                "the entry for '{user}' has no AccessKeyId/SecretAccessKey"
-                            )))
-                        }
+        let text = match &bytes {
+            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| not_a_document())?,
+            None => "",
+        };
+        if !text.trim().is_empty() {
+            let doc: Map<String, Value> =
+                serde_json::from_str(text).map_err(|_| not_a_document())?;
+            for (user, entry) in doc {
+                let field = |name| entry.get(name).and_then(Value::as_str);
+                match (field("AccessKeyId"), field("SecretAccessKey")) {
+                    (Some(id), Some(secret)) => {
+                        keys.insert(user, AccessKey::new(id, secret));
+                    }
+                    _ => {
+                        return Err(error(format!(
+                            "the entry for '{user}' has no AccessKeyId/SecretAccessKey"
+                        )))
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(error(e.to_string())),
         }
         Ok(Arc::new(Outfile {
             path: path.to_path_buf(),
@@ -169,7 +180,7 @@ impl Outfile {
             (Self::render(&entries), entries.version)
         };
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_private_atomic(&path, &bytes))
+        tokio::task::spawn_blocking(move || fsutil::replace_private(&path, &bytes))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -190,11 +201,22 @@ impl Outfile {
             return Ok(());
         }
         let bytes = Self::render(&self.entries.lock().expect("outfile lock"));
-        write_private_atomic(&self.path, &bytes).map_err(|e| StoreError {
+        fsutil::replace_private(&self.path, &bytes).map_err(|e| StoreError {
             store: self.location(),
             action: "create",
-            reason: format!("{e}; choose a writable -o path"),
+            reason: hint(e),
         })
+    }
+}
+
+/// `e` with what to do about it for `-o`.
+fn hint(e: FsError) -> String {
+    match e {
+        FsError::MissingDir { dir } => format!(
+            "its directory {} does not exist, and -o creates no directory; create it, or choose a writable -o path",
+            dir.display()
+        ),
+        e => e.to_string(),
     }
 }
 
@@ -272,5 +294,41 @@ mod tests {
         let path = dir.path().join("keys.json");
         Outfile::open(&path).unwrap().create_if_missing().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "{}");
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_outfile_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.json");
+        std::fs::write(&target, "{}").unwrap();
+        let link = dir.path().join("keys.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        let file = Outfile::open(&link).unwrap();
+        file.store_for("u")
+            .write(&AccessKey::new("A1", "s"), &ctx())
+            .await
+            .unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let doc: Map<String, Value> =
+            serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+        assert_eq!(doc["u"]["AccessKeyId"], "A1");
+    }
+
+    #[test]
+    fn devices_and_missing_directories_are_refused_and_nothing_is_created() {
+        let err = Outfile::open(Path::new("/dev/full")).err().unwrap();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo/keys.json");
+        let err = Outfile::open(&path).err().unwrap();
+        assert!(
+            err.to_string().contains("typo does not exist")
+                && err.to_string().contains("choose a writable -o path"),
+            "{err}"
+        );
+        assert!(!dir.path().join("typo").exists());
     }
 }

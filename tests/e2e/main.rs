@@ -14,6 +14,7 @@ mod config_errors;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod faults;
+mod fs_safety;
 mod generate;
 mod planner;
 mod profile;
