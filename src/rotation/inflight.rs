@@ -11,7 +11,6 @@
 
 use super::planner::Owner;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The record directory of this host.
@@ -76,14 +75,10 @@ impl InflightRecords {
             self.me.start.map(|s| s.to_string()).unwrap_or("-".into()),
             run_id
         );
-        let written = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .and_then(|()| {
-                let mut file = std::fs::File::create(&path)?;
-                file.write_all(line.as_bytes())
-            });
+        let written = crate::fsutil::create_private_dir(&self.dir).and_then(|()| {
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(line.as_bytes())
+        });
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), "cannot record the key in flight: {e}");
         }
