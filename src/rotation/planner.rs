@@ -342,13 +342,17 @@ impl<'a> View<'a> {
             })
             .min()?;
         let seen = self.seen;
+        let everywhere = |id: &str| self.counted().all(|s| s.held == Held::Key(id.to_string()));
         seen.keys
             .iter()
-            .filter(|k| k.active && k.created > behind && self.age(k) < ttl)
+            .filter(|k| k.active && self.age(k) < ttl && !everywhere(&k.id))
             .map(|k| (k, seen.owners.get(&k.id)))
-            .filter(|(_, owner)| !matches!(owner, Some(Owner::Dead(_))))
-            .filter(|(_, owner)| {
-                !self.protected.is_empty() || matches!(owner, Some(Owner::Alive(_)))
+            .filter(|(k, owner)| match owner {
+                Some(Owner::Dead(_)) => false,
+                // IAM dates keys to the second: a key this host knows a live run is
+                // handing out is in flight even when it is as old as the stored one.
+                Some(Owner::Alive(_)) => true,
+                None => k.created > behind && !self.protected.is_empty(),
             })
             .max_by_key(|(k, _)| k.created)
     }

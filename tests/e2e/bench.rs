@@ -63,14 +63,13 @@ fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
             run["aws_calls_reported"]["calls"], run["calls"]["requests"],
             "{run}"
         );
-        for figure in [
-            "wall_s",
-            "users_per_s",
-            "peak_rss_mb",
-            "speedup_vs_python_per_user",
-        ] {
+        for figure in ["wall_s", "users_per_s", "peak_rss_mb"] {
             assert!(run[figure].as_f64().unwrap() > 0.0, "{figure}: {run}");
         }
+        // A ratio of two timings, one of them a difference (the Python tool's marginal cost
+        // per user): on a loaded machine it can come out at or below zero. Reported, not
+        // judged (speed is measured by the benchmark, never asserted).
+        assert!(run["speedup_vs_python_per_user"].is_number(), "{run}");
         assert!(run["ratio_to_floor"].as_f64().is_some(), "{run}");
     }
     assert!(figures["python_tool"]["marginal_ms_per_user"].is_number());

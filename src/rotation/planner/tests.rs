@@ -374,6 +374,22 @@ fn lock_plans() {
             end: End::Busy(String::new()),
         },
         Case {
+            name: "a key of a live run on this host is in flight even in the stored key's second",
+            seen: {
+                let mut same_second = seen(
+                    vec![key("STORED", true, 30), key("LIVE", true, 30)],
+                    vec![holds("STORED")],
+                );
+                same_second
+                    .owners
+                    .insert("LIVE".into(), Owner::Alive("run r (pid 1 on h)".into()));
+                same_second
+            },
+            mode: Mode::TwoKey,
+            steps: vec![],
+            end: End::Busy(String::new()),
+        },
+        Case {
             name: "a young key every store holds is no lock",
             seen: seen(vec![key("NEW", true, 30)], vec![holds("NEW")]),
             mode: Mode::TwoKey,
