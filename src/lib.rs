@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod credentials_file;
+pub mod duration;
 pub mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;
