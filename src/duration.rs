@@ -52,7 +52,7 @@ fn show(value: Duration) -> String {
     let secs = value.as_secs();
     match [(DAY, "d"), (HOUR, "h"), (MINUTE, "m")]
         .into_iter()
-        .find(|(unit, _)| secs > 0 && secs % unit == 0)
+        .find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit))
     {
         Some((unit, suffix)) => format!("{}{suffix}", secs / unit),
         None => format!("{secs}s"),
