@@ -1,6 +1,7 @@
 //! The command line: clap definitions only. Parsing ends in [`Cli`]; everything after it is
 //! library code in `commands`.
 
+use crate::duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,7 +97,7 @@ pub enum Command {
     /// Rotate every IAM user whose IAM path is PATH
     Rotate {
         /// IAM path: `PSKServiceAccounts` and `/PSKServiceAccounts/` both work
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", value_parser = crate::config::parse_iam_path)]
         path: String,
         /// How many users are rotated at once (AWS throttling slows requests down, it does not fail them)
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -111,13 +112,13 @@ pub enum Command {
         /// Services to report [default: every service, unless --path is given]
         services: Vec<String>,
         /// Also report every IAM user under this IAM path
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", value_parser = crate::config::parse_iam_path)]
         path: Option<String>,
         /// Exit 3 when any user is at or past this verdict (order: ok, unused, due, overdue, stuck, drift)
         #[arg(long, value_enum, value_name = "VERDICT")]
         fail_on: Option<crate::status::Verdict>,
-        /// CURRENT unused for this long is reported as unused
-        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+        /// CURRENT unused for this long is reported as unused (1m to 3650d)
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = unused_after)]
         unused_after: Duration,
         /// How many users are read at once
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -173,8 +174,8 @@ pub enum Command {
         /// The profile, as in [NAME] of the credentials file
         #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
-        /// How long to retry STS and IAM while IAM propagates the new key
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        /// How long to retry STS and IAM while IAM propagates the new key (1s to 1h)
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = verify_timeout)]
         verify_timeout: Duration,
         /// The SSH key, when the profile is encrypted.
         #[command(flatten)]
@@ -359,8 +360,8 @@ pub struct RotationArgs {
     /// update only: terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
     #[arg(long, value_name = "PATH")]
     pub terraform_bin: Option<PathBuf>,
-    /// How long a new key that some store lacks counts as another run's work in progress (the user is busy); after that, as a dead run's, which this run finishes
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    /// How long a new key that some store lacks counts as another run's work in progress (the user is busy); after that, as a dead run's, which this run finishes (0s to 7d)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = lock_ttl, conflicts_with = "no_lock")]
     pub lock_ttl: Duration,
     /// Also write the new keys to FILE as {"user": {"AccessKeyId", "SecretAccessKey"}} (mode 0600)
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -368,8 +369,8 @@ pub struct RotationArgs {
     /// Print the new keys as JSON on stdout (the summary then goes to stderr)
     #[arg(long)]
     pub print_secrets: bool,
-    /// How long to retry STS while IAM propagates a new key
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// How long to retry STS while IAM propagates a new key (1s to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = verify_timeout)]
     pub verify_timeout: Duration,
     /// Exit 3 when a user was left unconverged: busy (another run, or one that died on
     /// another host, holds it) [possible values: busy]
@@ -384,8 +385,24 @@ pub enum RunGate {
     Busy,
 }
 
+// Every duration flag is range-checked by clap, before any AWS call: a value too large to
+// add to a clock must be a usage error (exit 2), not a panic after IAM was changed. (The
+// session --duration is checked against STS's limits by `session`, also before any call.)
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 2m)"))
+}
+
+fn verify_timeout(text: &str) -> Result<Duration, String> {
+    duration::flags::VERIFY_TIMEOUT.parse(text)
+}
+
+fn lock_ttl(text: &str) -> Result<Duration, String> {
+    duration::flags::LOCK_TTL.parse(text)
+}
+
+fn unused_after(text: &str) -> Result<Duration, String> {
+    duration::flags::UNUSED_AFTER.parse(text)
 }
 
 #[cfg(test)]
@@ -396,5 +413,66 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let err = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn duration_flags_are_range_checked() {
+        let err = usage_error(&[
+            "credrot",
+            "update",
+            "a",
+            "--verify-timeout",
+            "500000000000y",
+        ]);
+        assert!(
+            err.contains("--verify-timeout") && err.contains("1s to 1h"),
+            "{err}"
+        );
+        let err = usage_error(&[
+            "credrot",
+            "rotate",
+            "--path",
+            "P",
+            "--lock-ttl",
+            "999999999d",
+        ]);
+        assert!(
+            err.contains("--lock-ttl") && err.contains("0s to 7d"),
+            "{err}"
+        );
+        let err = usage_error(&["credrot", "rotate-profile", "p", "--verify-timeout", "2h"]);
+        assert!(err.contains("1s to 1h"), "{err}");
+        let err = usage_error(&["credrot", "status", "--unused-after", "99999d"]);
+        assert!(
+            err.contains("--unused-after") && err.contains("3650d"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["credrot", "update", "a", "--lock-ttl", "7d"]).is_ok());
+    }
+
+    #[test]
+    fn no_lock_and_lock_ttl_conflict() {
+        let err = usage_error(&["credrot", "update", "a", "--no-lock", "--lock-ttl", "1m"]);
+        assert!(
+            err.contains("--lock-ttl") && err.contains("--no-lock"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["credrot", "update", "a", "--no-lock"]).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_iam_path_is_a_usage_error() {
+        let err = usage_error(&["credrot", "rotate", "--path", "a b"]);
+        assert!(err.contains("not a valid IAM path"), "{err}");
+        let err = usage_error(&["credrot", "status", "--path", "a b"]);
+        assert!(err.contains("not a valid IAM path"), "{err}");
+        let cli = Cli::try_parse_from(["credrot", "rotate", "--path", "PSK"]).unwrap();
+        assert!(matches!(cli.command, Command::Rotate { ref path, .. } if path == "/PSK/"));
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials_file;
+pub mod duration;
 pub mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;

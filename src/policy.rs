@@ -1,7 +1,7 @@
 //! When keys are rotated and how old keys are retired: the policy keys that `[defaults]`,
 //! `[services.NAME]` and `[paths.NAME]` share.
 
-use crate::config::DurationSetting;
+use crate::duration::DurationSetting;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

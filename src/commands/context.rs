@@ -37,18 +37,11 @@ pub async fn load_aws(
 }
 
 /// The stores and policy for users under `iam_path`: its `[paths]` section, else none and
-/// the defaults.
+/// the `[defaults]` policy (resolved, and so checked, when the configuration was loaded).
 pub fn path_settings(config: &Config, iam_path: &str) -> (Vec<StoreConfig>, RotationPolicy) {
     match config.path_policy(iam_path) {
         Some(p) => (p.stores.clone(), p.policy.clone()),
-        None => (
-            Vec::new(),
-            config
-                .defaults
-                .policy
-                .resolve(&Default::default())
-                .unwrap_or_default(),
-        ),
+        None => (Vec::new(), config.defaults.policy.clone()),
     }
 }
 

@@ -100,6 +100,34 @@ const CASES: &[Case] = &[
         code: 2,
         expect: &["/proc/credrot-no-such-dir/keys.json", "choose a writable -o path"],
     },
+    Case {
+        name: "verify timeout too long to add to a clock",
+        setup: Setup::Args,
+        args: &["update", "app", "--force", "--verify-timeout", "500000000000y"],
+        code: 2,
+        expect: &["--verify-timeout", "1s to 1h"],
+    },
+    Case {
+        name: "lock ttl too long to print as a date",
+        setup: Setup::Args,
+        args: &["update", "app", "--force", "--lock-ttl", "999999999d"],
+        code: 2,
+        expect: &["--lock-ttl", "0s to 7d"],
+    },
+    Case {
+        name: "IAM path with a space",
+        setup: Setup::Args,
+        args: &["rotate", "--path", "a b", "--print-secrets"],
+        code: 2,
+        expect: &["'a b' is not a valid IAM path"],
+    },
+    Case {
+        name: "max_age too long",
+        setup: Setup::Config("[services.app]\niam_user = \"app\"\nmax_age = \"500000000000y\"\nstores = [{ kind = \"file\", path = \"app.json\" }]\n"),
+        args: &["update", "app", "--force"],
+        code: 2,
+        expect: &["services.toml:3:", "max_age:", "3650d"],
+    },
 ];
 
 /// Everything except creating keys: the run gets as far as it can and is then refused.

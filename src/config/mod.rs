@@ -1,0 +1,470 @@
+//! `services.toml`: what credrot rotates and where each new key goes.
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the file, the line and
+//! the column, and says what to write instead. Nothing in here talks to AWS, so a broken
+//! configuration is always reported before any API call.
+//!
+//! [`raw`] holds the file as written, [`store`] the store specifications, [`validate`] the
+//! checks of single values, [`conflicts`] the checks across sections, and [`error`] the
+//! errors; this module turns the raw file into a [`Config`].
+
+mod conflicts;
+mod error;
+mod raw;
+mod store;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use crate::duration::DurationSetting;
+pub use error::ConfigError;
+pub use store::{
+    default_title, FileFormat, FileStoreConfig, OnePasswordConfig, SecretsManagerConfig, SsmConfig,
+    StoreConfig,
+};
+pub use validate::{
+    is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name, normalize_iam_path,
+    parse_iam_path, SERVICE_NAME_RULE,
+};
+
+use crate::notify::Webhook;
+use crate::policy::{PolicySettings, RotationPolicy};
+use conflicts::Claims;
+use error::{Locator, Problem};
+use raw::{RawConfig, RawNotify, RawPath, RawService};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Settings that apply where a service or path does not say otherwise.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Defaults {
+    /// AWS region used when neither `--region` nor the service names one.
+    pub region: Option<String>,
+    /// The policy keys of `[defaults]` as written, which sections fall back on.
+    #[serde(skip)]
+    pub settings: PolicySettings,
+    /// `[defaults]` resolved on its own: the policy of users under an IAM path that has
+    /// no `[paths]` section. Checked at load time, so an inconsistent `[defaults]` is a
+    /// configuration error even when no section uses it.
+    #[serde(skip)]
+    pub policy: RotationPolicy,
+}
+
+/// Where a service's new keys come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// credrot creates them in IAM (CURRENT/LAST or staged).
+    #[default]
+    Iam,
+    /// Terraform/OpenTofu creates them; credrot only verifies and hands them on.
+    Terraform,
+}
+
+/// Where Terraform keeps a service's key (`source = "terraform"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TerraformSource {
+    /// The directory to run `terraform output -json` in (relative to the config file).
+    pub dir: std::path::PathBuf,
+    /// Outputs `<prefix>_access_key_id` and `<prefix>_secret_access_key` hold the key.
+    pub output_prefix: String,
+}
+
+/// One configured service: an IAM user and the stores that hand its key out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    /// The name used on the command line.
+    pub name: String,
+    /// What the key is for.
+    pub description: Option<String>,
+    /// The IAM user whose keys are rotated.
+    pub iam_user: String,
+    /// Free-form tags, also given to stores that support tags.
+    pub tags: Vec<String>,
+    /// When and how its keys are rotated.
+    #[serde(flatten)]
+    pub policy: RotationPolicy,
+    /// AWS region for this service's regional stores.
+    pub region: Option<String>,
+    /// Where the new key goes.
+    pub stores: Vec<StoreConfig>,
+    /// Set when Terraform, not credrot, creates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terraform: Option<TerraformSource>,
+}
+
+/// Stores for every user under one IAM path (`rotate --path`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PathPolicy {
+    /// The normalized IAM path, `/Name/`.
+    pub path: String,
+    /// Store templates; `{user}` is replaced by the IAM user name.
+    pub stores: Vec<StoreConfig>,
+    /// When and how its users' keys are rotated.
+    #[serde(flatten)]
+    pub policy: RotationPolicy,
+}
+
+/// Where a CloudWatch Logs copy of the audit log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudWatchTarget {
+    /// The log group, created if missing.
+    pub group: String,
+    /// The log stream, created if missing; default: one stream per run, named by its run id.
+    pub stream: Option<String>,
+}
+
+/// `[audit]`: where each action of a run is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The audit file, resolved against the configuration's directory.
+    pub path: Option<PathBuf>,
+    /// The CloudWatch Logs copy.
+    pub cloudwatch: Option<CloudWatchTarget>,
+}
+
+/// `[notify]`: who hears about each run.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// The URL the run's notice is POSTed to.
+    pub webhook: Webhook,
+    /// How long the POST may take.
+    pub timeout: Duration,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub file: PathBuf,
+    /// Directory that relative store paths are resolved against.
+    pub base_dir: PathBuf,
+    /// `[defaults]`
+    pub defaults: Defaults,
+    /// `[services.NAME]`, by name.
+    pub services: BTreeMap<String, Service>,
+    /// `[paths.NAME]`, by normalized IAM path.
+    pub paths: BTreeMap<String, PathPolicy>,
+    /// `[audit]`, when present.
+    pub audit: Option<AuditConfig>,
+    /// `[notify]`, when present.
+    pub notify: Option<NotifyConfig>,
+}
+
+/// The longest `[notify] timeout`: a notice must not hold up the end of a run for long.
+const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Policy errors that combine keys are reported at the section's first line: the keys may
+/// come from `[defaults]` or the section itself.
+fn policy_problem(offset: usize, message: String) -> Problem {
+    Problem::new(offset, message, "see 'Rotation policy' in README.md")
+}
+
+impl Config {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Unreadable {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let locator = Locator { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.parse_error(&e))?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Config::build(raw, path, base_dir, &locator).map_err(|p| locator.error(p))
+    }
+
+    fn build(
+        raw: RawConfig,
+        path: &Path,
+        base_dir: PathBuf,
+        locator: &Locator<'_>,
+    ) -> Result<Config, Problem> {
+        let defaults = match raw.defaults {
+            Some(section) => {
+                let offset = section.span().start;
+                let section = section.into_inner();
+                let settings = section.policy()?;
+                let policy = settings
+                    .resolve(&PolicySettings::default())
+                    .map_err(|m| policy_problem(offset, format!("[defaults]: {m}")))?;
+                Defaults {
+                    region: section.region,
+                    settings,
+                    policy,
+                }
+            }
+            None => Defaults::default(),
+        };
+        let mut claims = Claims::new(locator);
+        let mut services = BTreeMap::new();
+        for (name, svc) in raw.services {
+            let service = check_service(&name, svc, &defaults, &base_dir, &mut claims)?;
+            services.insert(service.name.clone(), service);
+        }
+        let mut paths = BTreeMap::new();
+        for (key, section) in raw.paths {
+            let policy = check_path(&key, section, &defaults, &base_dir, &services, &mut claims)?;
+            if paths.contains_key(&policy.path) {
+                return Err(Problem::new(
+                    key.span().start,
+                    format!("IAM path {} is configured twice", policy.path),
+                    "keep one [paths.NAME] section per IAM path",
+                ));
+            }
+            paths.insert(policy.path.clone(), policy);
+        }
+        let audit = raw
+            .audit
+            .map(|a| validate::check_audit(a, &base_dir))
+            .transpose()?;
+        let notify = raw.notify.map(check_notify).transpose()?;
+        Ok(Config {
+            file: path.to_path_buf(),
+            base_dir,
+            defaults,
+            services,
+            paths,
+            audit,
+            notify,
+        })
+    }
+
+    /// An empty configuration, for `rotate --path` runs without a services.toml.
+    pub fn empty(file: &Path) -> Config {
+        Config {
+            file: file.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    /// The service called `name`, or an error that says how to find the right one.
+    pub fn service(&self, name: &str) -> Result<&Service, ConfigError> {
+        self.services
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownService {
+                name: name.to_string(),
+                path: self.file.clone(),
+            })
+    }
+
+    /// The policy for IAM path `path` (any spelling), if configured.
+    pub fn path_policy(&self, path: &str) -> Option<&PathPolicy> {
+        self.paths.get(&normalize_iam_path(path))
+    }
+}
+
+/// Validate `[services.NAME]`: its name, user, policy, source and stores, and that neither
+/// its user nor any of its store locations is another service's.
+fn check_service(
+    name: &Spanned<String>,
+    svc: RawService,
+    defaults: &Defaults,
+    base_dir: &Path,
+    claims: &mut Claims<'_>,
+) -> Result<Service, Problem> {
+    let name_span = name.span();
+    let name = name.get_ref().clone();
+    if !is_valid_service_name(&name) {
+        return Err(Problem::new(
+            name_span.start,
+            format!("{:?} is not a usable service name", name),
+            SERVICE_NAME_RULE,
+        ));
+    }
+    let user_offset = svc.iam_user.span().start;
+    let policy = svc
+        .policy()?
+        .resolve(&defaults.settings)
+        .map_err(|m| policy_problem(user_offset, m))?;
+    let iam_user = svc.iam_user.get_ref().clone();
+    if !is_valid_iam_user_name(&iam_user) {
+        return Err(Problem::new(
+            user_offset,
+            format!("iam_user '{iam_user}' of service '{name}' is not a valid IAM user name"),
+            "use 1 to 64 letters, digits or any of + = , . @ _ -",
+        ));
+    }
+    claims.user(&iam_user, &name, user_offset)?;
+    let terraform = match (svc.source, svc.terraform_dir, svc.output_prefix) {
+        (KeySource::Terraform, Some(dir), Some(prefix)) if !dir.is_empty() && !prefix.is_empty() => {
+            Some(TerraformSource {
+                dir: base_dir.join(dir),
+                output_prefix: prefix,
+            })
+        }
+        (KeySource::Terraform, _, _) => {
+            return Err(Problem::new(
+                user_offset,
+                format!("service '{name}' has source = \"terraform\" but no terraform_dir or output_prefix"),
+                "set terraform_dir (where `terraform output` runs) and output_prefix (outputs <prefix>_access_key_id and <prefix>_secret_access_key)",
+            ))
+        }
+        (KeySource::Iam, None, None) => None,
+        (KeySource::Iam, _, _) => {
+            return Err(Problem::new(
+                user_offset,
+                format!("service '{name}' sets terraform_dir or output_prefix without source = \"terraform\""),
+                "add source = \"terraform\", or remove those keys",
+            ))
+        }
+    };
+    let region = svc.region.or_else(|| defaults.region.clone());
+    let stores = check_service_stores(
+        svc.stores,
+        &name,
+        &iam_user,
+        region.as_deref(),
+        base_dir,
+        claims,
+    )?;
+    Ok(Service {
+        name,
+        description: svc.description,
+        iam_user,
+        tags: svc.tags,
+        policy,
+        region,
+        stores,
+        terraform,
+    })
+}
+
+/// Validate a service's stores. Its templates are fully known at load time (`{user}` and
+/// `{service}`), so what they expand to is checked, and claimed against every other store.
+fn check_service_stores(
+    raw: Vec<Spanned<StoreConfig>>,
+    name: &str,
+    iam_user: &str,
+    region: Option<&str>,
+    base_dir: &Path,
+    claims: &mut Claims<'_>,
+) -> Result<Vec<StoreConfig>, Problem> {
+    let values = service_values(iam_user, name);
+    let expand = |template: &str| validate::expand(template, &values);
+    let owner = format!("service '{name}'");
+    let mut stores = Vec::with_capacity(raw.len());
+    for store in raw {
+        let offset = store.span().start;
+        let store = store.into_inner();
+        validate::check_templates(&store, offset, &["user", "service"], false)?;
+        if let StoreConfig::File(c) = &store {
+            validate::check_path_stays(&c.path, &expand).map_err(|m| {
+                Problem::new(
+                    offset,
+                    m,
+                    "put the placeholder inside a file name, e.g. \"secrets/{user}.json\"",
+                )
+            })?;
+        }
+        validate::check_store_names(&store.expanded(&expand))
+            .map_err(|(message, hint)| Problem::new(offset, message, hint))?;
+        let location = store.location(&expand, true, base_dir, region);
+        claims.location(location, &owner, &store.summary(), offset)?;
+        stores.push(store);
+    }
+    Ok(stores)
+}
+
+/// The values of a service's placeholders.
+fn service_values<'a>(user: &'a str, service: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| match name {
+        "user" => Some(user.to_string()),
+        "service" => Some(service.to_string()),
+        _ => None,
+    }
+}
+
+/// Validate `[paths.NAME]`: its IAM path, policy and store templates, and that no store
+/// location is used twice. Path users are only known at run time, so path stores are
+/// compared by their templates; IAM user names are unique, so two paths with the same
+/// `{user}` template never meet, but a service whose user the template names does.
+fn check_path(
+    key: &Spanned<String>,
+    section: RawPath,
+    defaults: &Defaults,
+    base_dir: &Path,
+    services: &BTreeMap<String, Service>,
+    claims: &mut Claims<'_>,
+) -> Result<PathPolicy, Problem> {
+    let offset = key.span().start;
+    let path = parse_iam_path(key.get_ref()).map_err(|m| {
+        Problem::new(
+            offset,
+            m,
+            "use printable ASCII without spaces, e.g. [paths.PSKServiceAccounts]",
+        )
+    })?;
+    let policy = section
+        .policy()?
+        .resolve(&defaults.settings)
+        .map_err(|m| policy_problem(offset, m))?;
+    let owner = format!("[paths.{}]", key.get_ref());
+    let region = defaults.region.as_deref();
+    let mut templates = Claims::new(claims.locator());
+    let mut stores = Vec::with_capacity(section.stores.len());
+    for store in section.stores {
+        let store_offset = store.span().start;
+        let store = store.into_inner();
+        validate::check_templates(&store, store_offset, &["user"], true)?;
+        validate::check_store_names(&store)
+            .map_err(|(message, hint)| Problem::new(store_offset, message, hint))?;
+        let summary = store.summary();
+        let literal = store.location(&|t: &str| t.to_string(), false, base_dir, region);
+        templates.location(literal, &owner, &summary, store_offset)?;
+        for service in services.values() {
+            let values = service_values(&service.iam_user, "");
+            let expand = |t: &str| validate::expand(t, &values);
+            let location = store.location(&expand, false, base_dir, region);
+            let condition = format!(" when IAM user '{}' is under {path}", service.iam_user);
+            claims.check(&location, &owner, &summary, store_offset, &condition)?;
+        }
+        stores.push(store);
+    }
+    Ok(PathPolicy {
+        path,
+        stores,
+        policy,
+    })
+}
+
+/// Validate `[notify]`: an http(s) webhook and a timeout of at most five minutes.
+fn check_notify(raw: RawNotify) -> Result<NotifyConfig, Problem> {
+    let span = raw.webhook.span();
+    let webhook = Webhook::parse(raw.webhook.get_ref()).map_err(|message| {
+        Problem::new(span.start, message, "write webhook = \"https://host/path\"")
+    })?;
+    let timeout =
+        match raw::duration("timeout", &raw.timeout)? {
+            Some(t) if t.value > MAX_NOTIFY_TIMEOUT => return Err(Problem::new(
+                raw.timeout.map_or(span.start, |t| t.span().start),
+                format!(
+                    "timeout: duration '{}' is out of range: allowed is at most 5m",
+                    t.text
+                ),
+                "a notice that takes longer holds up the end of every run; e.g. timeout = \"10s\"",
+            )),
+            Some(t) => t.value,
+            None => crate::notify::DEFAULT_TIMEOUT,
+        };
+    Ok(NotifyConfig { webhook, timeout })
+}

@@ -1,0 +1,235 @@
+//! Store specifications: where a service's or path's new key is handed to, as written in
+//! services.toml (templates not yet expanded), and the location each one names.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
+
+/// How the `file` store lays out the key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`
+    #[default]
+    Json,
+    /// `AWS_ACCESS_KEY_ID=...` / `AWS_SECRET_ACCESS_KEY=...` lines.
+    Env,
+}
+
+/// `kind = "file"`: a local file, written atomically with mode 0600.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreConfig {
+    /// Where the key is written; relative paths are relative to the configuration file.
+    pub path: String,
+    /// `json` (default) or `env`.
+    #[serde(default)]
+    pub format: FileFormat,
+}
+
+/// `kind = "1password"`: an API Credential item, written through the `op` CLI.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnePasswordConfig {
+    /// The vault holding the item.
+    #[serde(default = "default_vault")]
+    pub vault: String,
+    /// The item's title; default `AWS Access Key - {service}` (`{user}` for paths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The item's tags; default the service's tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+fn default_vault() -> String {
+    "Automation".to_string()
+}
+
+/// `kind = "secrets-manager"`: one secret, rotated with the AWSPENDING/AWSCURRENT labels.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsManagerConfig {
+    /// The secret's name.
+    pub name: String,
+    /// KMS key used when the secret is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Region of the secret; default the service's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// `kind = "ssm"`: two SecureString parameters under a prefix.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsmConfig {
+    /// `{prefix}/access_key_id` and `{prefix}/secret_access_key` are written.
+    pub prefix: String,
+    /// KMS key for the SecureString parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Region of the parameters; default the service's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// One place a new key is handed to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind")]
+pub enum StoreConfig {
+    /// A local file.
+    #[serde(rename = "file")]
+    File(FileStoreConfig),
+    /// 1Password through `op`.
+    #[serde(rename = "1password")]
+    OnePassword(OnePasswordConfig),
+    /// AWS Secrets Manager.
+    #[serde(rename = "secrets-manager")]
+    SecretsManager(SecretsManagerConfig),
+    /// AWS SSM Parameter Store.
+    #[serde(rename = "ssm")]
+    Ssm(SsmConfig),
+}
+
+impl StoreConfig {
+    /// The store's kind as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::File(_) => "file",
+            StoreConfig::OnePassword(_) => "1password",
+            StoreConfig::SecretsManager(_) => "secrets-manager",
+            StoreConfig::Ssm(_) => "ssm",
+        }
+    }
+
+    /// The templated strings of this store, with the name of the field that holds each.
+    pub(super) fn templates(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            StoreConfig::File(c) => vec![("path", c.path.as_str())],
+            StoreConfig::OnePassword(c) => c
+                .title
+                .as_deref()
+                .map(|t| vec![("title", t)])
+                .unwrap_or_default(),
+            StoreConfig::SecretsManager(c) => vec![("name", c.name.as_str())],
+            StoreConfig::Ssm(c) => vec![("prefix", c.prefix.as_str())],
+        }
+    }
+
+    /// One line for tables: `file secrets/x.json`.
+    pub fn summary(&self) -> String {
+        match self {
+            StoreConfig::File(c) => format!("file:{}", c.path),
+            StoreConfig::OnePassword(c) => format!(
+                "1password:{}/{}",
+                c.vault,
+                c.title.as_deref().unwrap_or("(default title)")
+            ),
+            StoreConfig::SecretsManager(c) => format!("secrets-manager:{}", c.name),
+            StoreConfig::Ssm(c) => format!("ssm:{}", c.prefix),
+        }
+    }
+}
+
+/// The title of a 1Password item whose store sets none. Path runs have no service, so
+/// their default title names the user.
+pub fn default_title(has_service: bool) -> &'static str {
+    if has_service {
+        "AWS Access Key - {service}"
+    } else {
+        "AWS Access Key - {user}"
+    }
+}
+
+/// The one place a store keeps a key: two stores with the same location overwrite each
+/// other's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Location {
+    /// The file, resolved against the configuration's directory.
+    File(PathBuf),
+    /// The item of a vault.
+    OnePassword { vault: String, title: String },
+    /// The secret of a region (`None`: the run's region).
+    SecretsManager {
+        name: String,
+        region: Option<String>,
+    },
+    /// The parameter prefix of a region (`None`: the run's region).
+    Ssm {
+        prefix: String,
+        region: Option<String>,
+    },
+}
+
+impl StoreConfig {
+    /// This store with `expand` applied to each of its templates.
+    pub(super) fn expanded(&self, expand: &dyn Fn(&str) -> String) -> StoreConfig {
+        let mut store = self.clone();
+        match &mut store {
+            StoreConfig::File(c) => c.path = expand(&c.path),
+            StoreConfig::OnePassword(c) => c.title = c.title.as_deref().map(expand),
+            StoreConfig::SecretsManager(c) => c.name = expand(&c.name),
+            StoreConfig::Ssm(c) => c.prefix = expand(&c.prefix),
+        }
+        store
+    }
+
+    /// Where this store keeps the key: its templates passed through `expand`, relative
+    /// files resolved against `base_dir`, regions defaulting to `region` (its owner's).
+    pub(super) fn location(
+        &self,
+        expand: &dyn Fn(&str) -> String,
+        has_service: bool,
+        base_dir: &Path,
+        region: Option<&str>,
+    ) -> Location {
+        let region = |own: &Option<String>| own.clone().or_else(|| region.map(str::to_string));
+        match self {
+            StoreConfig::File(c) => Location::File(lexical(&base_dir.join(expand(&c.path)))),
+            StoreConfig::OnePassword(c) => Location::OnePassword {
+                vault: c.vault.clone(),
+                title: expand(c.title.as_deref().unwrap_or(default_title(has_service))),
+            },
+            StoreConfig::SecretsManager(c) => Location::SecretsManager {
+                name: expand(&c.name),
+                region: region(&c.region),
+            },
+            StoreConfig::Ssm(c) => Location::Ssm {
+                prefix: expand(&c.prefix),
+                region: region(&c.region),
+            },
+        }
+    }
+}
+
+/// `path` with `.` dropped and `..` applied to the part before it, without asking the file
+/// system: `secrets/../a.json` and `a.json` are one file.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_paths_resolve_dots_without_the_file_system() {
+        assert_eq!(lexical(Path::new("a/./b/../c.json")), Path::new("a/c.json"));
+        assert_eq!(lexical(Path::new("../x/../y")), Path::new("../y"));
+        assert_eq!(lexical(Path::new("/../etc")), Path::new("/etc"));
+    }
+}

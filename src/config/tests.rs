@@ -1,0 +1,489 @@
+//! Unit tests of the whole configuration: each check, with the line it reports.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("services.toml"))
+}
+
+fn error_of(text: &str) -> (usize, usize, String) {
+    match parse(text).unwrap_err() {
+        ConfigError::Invalid {
+            line,
+            column,
+            message,
+            ..
+        } => (line, column, message),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+const GOOD: &str = r#"
+[defaults]
+region = "us-west-2"
+max_age = "30d"
+
+[services.postgresql]
+description = "backups"
+iam_user = "postgresql-backup"
+tags = ["aws"]
+
+[[services.postgresql.stores]]
+kind = "file"
+path = "secrets/postgresql.json"
+
+[paths.PSKServiceAccounts]
+stores = [{ kind = "file", path = "secrets/{user}.json", format = "env" }]
+"#;
+
+#[test]
+fn parses_the_documented_shape() {
+    let config = parse(GOOD).unwrap();
+    let svc = config.service("postgresql").unwrap();
+    assert_eq!(svc.iam_user, "postgresql-backup");
+    assert_eq!(
+        svc.policy.max_age.as_ref().unwrap().value,
+        Duration::from_secs(30 * 86400)
+    );
+    assert_eq!(svc.region.as_deref(), Some("us-west-2"));
+    let policy = config.path_policy("/PSKServiceAccounts/").unwrap();
+    assert_eq!(policy.path, "/PSKServiceAccounts/");
+    assert!(config.path_policy("PSKServiceAccounts").is_some());
+}
+
+#[test]
+fn unknown_key_names_line_and_column() {
+    let (line, column, message) = error_of("[services.a]\niam_user = \"u\"\ncolour = \"red\"\n");
+    assert_eq!((line, column), (3, 1));
+    assert!(message.contains("unknown field `colour`"), "{message}");
+}
+
+#[test]
+fn missing_iam_user_is_reported() {
+    let (line, _, message) = error_of("[services.a]\ndescription = \"x\"\n");
+    assert_eq!(line, 1);
+    assert!(message.contains("iam_user"), "{message}");
+}
+
+#[test]
+fn bad_duration_is_reported_where_it_is() {
+    let (line, _, message) = error_of("[defaults]\nmax_age = \"thirty days\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("invalid duration"), "{message}");
+}
+
+#[test]
+fn unknown_store_kind_is_reported() {
+    let (_, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\n[[services.a.stores]]\nkind = \"vault\"\npath = \"x\"\n",
+    );
+    assert!(message.contains("unknown variant `vault`"), "{message}");
+}
+
+#[test]
+fn path_store_without_user_placeholder_is_refused() {
+    let (line, _, message) =
+        error_of("[paths.X]\nstores = [{ kind = \"file\", path = \"all.json\" }]\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("{user}"), "{message}");
+}
+
+#[test]
+fn unknown_placeholder_is_refused() {
+    let (_, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"file\", path = \"{usr}.json\" }]\n",
+    );
+    assert!(message.contains("{usr}"), "{message}");
+}
+
+#[test]
+fn the_new_store_kinds_parse_with_their_defaults() {
+    let config = parse(
+        r#"
+[services.pg]
+iam_user = "pg-backup"
+tags = ["aws"]
+stores = [
+  { kind = "1password" },
+  { kind = "secrets-manager", name = "home-ops/pg/aws", kms_key_id = "alias/home-ops", region = "us-west-2" },
+  { kind = "ssm", prefix = "/home-ops/pg", kms_key_id = "alias/aws/ssm" },
+]
+[paths.PSK]
+stores = [{ kind = "1password", title = "AWS Access Key - {user}" }, { kind = "ssm", prefix = "/psk/{user}" }]
+"#,
+    )
+    .unwrap();
+    let stores = &config.service("pg").unwrap().stores;
+    match &stores[0] {
+        StoreConfig::OnePassword(c) => {
+            assert_eq!(c.vault, "Automation");
+            assert!(c.title.is_none() && c.tags.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stores[1].summary(), "secrets-manager:home-ops/pg/aws");
+    assert_eq!(stores[2].summary(), "ssm:/home-ops/pg");
+}
+
+#[test]
+fn store_names_aws_would_refuse_are_configuration_errors() {
+    for (store, expect) in [
+        (
+            r#"{ kind = "ssm", prefix = "home-ops/pg" }"#,
+            "must start with '/'",
+        ),
+        (
+            r#"{ kind = "ssm", prefix = "/home-ops/pg/" }"#,
+            "not end with one",
+        ),
+        (r#"{ kind = "ssm", prefix = "/home ops" }"#, "contains ' '"),
+        (r#"{ kind = "ssm", prefix = "/aws/pg" }"#, "reserves"),
+        (
+            r#"{ kind = "secrets-manager", name = "pg#aws" }"#,
+            "contains '#'",
+        ),
+        (r#"{ kind = "1password", vault = " " }"#, "empty vault"),
+    ] {
+        let (line, _, message) = error_of(&format!(
+            "[services.a]\niam_user = \"u\"\nstores = [{store}]\n"
+        ));
+        assert_eq!(line, 3, "{store}");
+        assert!(message.contains(expect), "{store}: {message}");
+    }
+}
+
+#[test]
+fn a_path_1password_title_without_user_is_refused() {
+    let (_, _, message) =
+        error_of("[paths.X]\nstores = [{ kind = \"1password\", title = \"shared\" }]\n");
+    assert!(message.contains("{user}"), "{message}");
+}
+
+#[test]
+fn invalid_user_name_is_refused() {
+    let (line, _, _) = error_of("[services.a]\niam_user = \"has space\"\n");
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn audit_and_notify_sections_parse() {
+    let config = Config::parse(
+        "[audit]\npath = \"logs/audit.log\"\ncloudwatch_log_group = \"/credrot/audit\"\n\n[notify]\nwebhook = \"https://hooks.example.com/x\"\ntimeout = \"3s\"\n",
+        Path::new("/etc/credrot/services.toml"),
+    )
+    .unwrap();
+    let audit = config.audit.unwrap();
+    assert_eq!(
+        audit.path.as_deref(),
+        Some(Path::new("/etc/credrot/logs/audit.log")),
+        "relative to the configuration's directory"
+    );
+    assert_eq!(
+        audit.cloudwatch,
+        Some(CloudWatchTarget {
+            group: "/credrot/audit".to_string(),
+            stream: None
+        })
+    );
+    let notify = config.notify.unwrap();
+    assert_eq!(notify.webhook.target(), "https://hooks.example.com");
+    assert_eq!(notify.timeout, Duration::from_secs(3));
+    assert!(parse("").unwrap().audit.is_none());
+}
+
+#[test]
+fn an_audit_section_without_destination_is_refused() {
+    let (line, _, message) = error_of("\n[audit]\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("no destination"), "{message}");
+}
+
+#[test]
+fn audit_mistakes_are_reported_where_they_are() {
+    let (line, _, message) = error_of("[audit]\npath = \"a.log\"\ncolour = 1\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    let (line, _, message) = error_of("[audit]\npath = \"a.log\"\ncloudwatch_log_stream = \"s\"\n");
+    assert_eq!(line, 3);
+    assert!(
+        message.contains("without cloudwatch_log_group"),
+        "{message}"
+    );
+    let (line, _, message) = error_of("[audit]\ncloudwatch_log_group = \"bad name!\"\n");
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("not a valid CloudWatch Logs group"),
+        "{message}"
+    );
+    let (line, _, _) = error_of("[audit]\npath = \"\"\n");
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn a_webhook_must_be_an_http_url() {
+    let (line, column, message) = error_of("[notify]\nwebhook = \"ftp://x/y\"\n");
+    assert_eq!((line, column), (2, 11));
+    assert!(message.contains("http:// or https://"), "{message}");
+    let (_, _, message) = error_of("[notify]\n");
+    assert!(message.contains("webhook"), "{message}");
+    let (line, _, _) = error_of("[notify]\nwebhook = \"https://x/y\"\nretries = 3\n");
+    assert_eq!(line, 3);
+}
+
+#[test]
+fn iam_paths_are_normalized() {
+    assert_eq!(normalize_iam_path("PSK"), "/PSK/");
+    assert_eq!(normalize_iam_path("/PSK/"), "/PSK/");
+    assert_eq!(normalize_iam_path("/a/b"), "/a/b/");
+    assert_eq!(normalize_iam_path("/"), "/");
+}
+
+/// The hint of the error for `text`.
+fn hint_of(text: &str) -> String {
+    match parse(text).unwrap_err() {
+        ConfigError::Invalid { hint, .. } => hint,
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+const STORE: &str = "stores = [{ kind = \"file\", path = \"x/{service}.json\" }]";
+
+#[test]
+fn an_inconsistent_defaults_section_is_a_load_error_even_unused() {
+    let (line, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\nmax_age = \"10d\"\n\n[defaults]\nmax_age = \"10d\"\nrotate_after = \"20d\"\n",
+    );
+    assert_eq!(line, 5, "{message}");
+    assert!(message.contains("[defaults]") && message.contains("rotate_after (20d)"));
+    // Parsed once: the policy of path users without a [paths] section is the resolved one.
+    let config = parse("[defaults]\nmax_age = \"30d\"\n").unwrap();
+    assert_eq!(
+        config.defaults.policy.rotate_after.unwrap().value,
+        Duration::from_secs(14 * 86400)
+    );
+}
+
+#[test]
+fn each_parse_error_gets_its_own_hint() {
+    assert!(
+        hint_of("[services.a]\niam_user = \"u\"\nstores = [{ path = \"a.json\" }]\n")
+            .contains("every store needs kind")
+    );
+    assert!(hint_of("[notify]\ntimeout = \"3s\"\n").contains("add webhook"));
+    let hint = hint_of(
+        "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"file\", path = \"a.json\", format = \"yaml\" }]\n",
+    );
+    assert!(
+        !hint.contains("kind") && hint.contains("values listed above"),
+        "{hint}"
+    );
+    assert!(
+        hint_of("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"vault\" }]\n")
+            .contains("set kind to one of")
+    );
+}
+
+#[test]
+fn two_services_of_one_iam_user_are_refused_naming_both() {
+    let (line, _, message) = error_of(&format!(
+        "[services.a]\niam_user = \"u\"\n{STORE}\n\n[services.b]\niam_user = \"u\"\n{STORE}\n"
+    ));
+    assert_eq!(line, 6);
+    assert!(
+        message.contains("services 'a' (line 2) and 'b' both name iam_user 'u'"),
+        "{message}"
+    );
+    let hint = hint_of(&format!(
+        "[services.a]\niam_user = \"u\"\n{STORE}\n[services.b]\niam_user = \"u\"\n{STORE}\n"
+    ));
+    assert!(
+        hint.contains("put all stores of IAM user 'u' in one service"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn two_services_sharing_a_store_location_are_refused_naming_both() {
+    for (a, b) in [
+        (
+            r#"{ kind = "file", path = "k.json" }"#,
+            r#"{ kind = "file", path = "./sub/../k.json" }"#,
+        ),
+        (
+            r#"{ kind = "file", path = "{user}.json" }"#,
+            r#"{ kind = "file", path = "v.json" }"#,
+        ),
+        (
+            r#"{ kind = "ssm", prefix = "/p" }"#,
+            r#"{ kind = "ssm", prefix = "/p" }"#,
+        ),
+        (
+            r#"{ kind = "secrets-manager", name = "s", region = "eu-west-1" }"#,
+            r#"{ kind = "secrets-manager", name = "s", region = "eu-west-1" }"#,
+        ),
+        (
+            r#"{ kind = "1password", title = "T" }"#,
+            r#"{ kind = "1password", title = "T" }"#,
+        ),
+        (
+            r#"{ kind = "1password", title = "AWS Access Key - b" }"#,
+            r#"{ kind = "1password" }"#,
+        ),
+    ] {
+        let (line, _, message) = error_of(&format!(
+            "[services.a]\niam_user = \"v\"\nstores = [{a}]\n[services.b]\niam_user = \"w\"\nstores = [{b}]\n"
+        ));
+        assert_eq!(line, 6, "{b}");
+        assert!(
+            message
+                .contains("of service 'b' is the same location as a store of service 'a' (line 3)"),
+            "{b}: {message}"
+        );
+    }
+    // The same name in other regions, vaults or with {service} is another location.
+    for (a, b) in [
+        (
+            r#"{ kind = "ssm", prefix = "/p", region = "us-east-1" }"#,
+            r#"{ kind = "ssm", prefix = "/p" }"#,
+        ),
+        (
+            r#"{ kind = "1password", vault = "A" }"#,
+            r#"{ kind = "1password", vault = "B", title = "AWS Access Key - a" }"#,
+        ),
+        (
+            r#"{ kind = "file", path = "{service}.json" }"#,
+            r#"{ kind = "file", path = "{service}.json" }"#,
+        ),
+    ] {
+        parse(&format!(
+            "[services.a]\niam_user = \"v\"\nstores = [{a}]\n[services.b]\niam_user = \"w\"\nstores = [{b}]\n"
+        ))
+        .unwrap_or_else(|e| panic!("{b}: {e}"));
+    }
+}
+
+#[test]
+fn one_store_listed_twice_is_refused() {
+    let (line, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"ssm\", prefix = \"/p\" },\n  { kind = \"ssm\", prefix = \"/p\" }]\n",
+    );
+    assert_eq!(line, 4);
+    assert!(
+        message.contains("lists the store ssm:/p twice"),
+        "{message}"
+    );
+    let (_, _, message) = error_of(
+        "[paths.P]\nstores = [{ kind = \"file\", path = \"{user}.json\" }, { kind = \"file\", path = \"{user}.json\" }]\n",
+    );
+    assert!(message.contains("[paths.P] lists the store"), "{message}");
+}
+
+#[test]
+fn a_path_store_that_a_service_of_the_same_user_uses_is_refused() {
+    let (line, _, message) = error_of(
+        "[services.bob]\niam_user = \"bob\"\nstores = [{ kind = \"file\", path = \"keys/bob.json\" }]\n[paths.P]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
+    );
+    assert_eq!(line, 5);
+    assert!(
+        message.contains("when IAM user 'bob' is under /P/"),
+        "{message}"
+    );
+    // IAM user names are unique: two paths with one {user} template never meet.
+    parse("[paths.P]\nstores = [{ kind = \"1password\" }]\n[paths.Q]\nstores = [{ kind = \"1password\" }]\n")
+        .unwrap();
+}
+
+#[test]
+fn service_names_are_validated_where_they_are_written() {
+    for name in [
+        "\"../../x\"",
+        "\".\"",
+        "\"..\"",
+        "\"a/b\"",
+        "\"a;b\"",
+        "\"a\\nb\"",
+        "\"-a\"",
+        "\"a b\"",
+        "\"\"",
+    ] {
+        let (line, _, message) =
+            error_of(&format!("\n[services.{name}]\niam_user = \"u\"\n{STORE}\n"));
+        assert_eq!(line, 2, "{name}");
+        assert!(
+            message.contains("not a usable service name"),
+            "{name}: {message}"
+        );
+    }
+    for name in ["a", "pg.backup", "A_1-b"] {
+        parse(&format!(
+            "[services.\"{name}\"]\niam_user = \"u\"\n{STORE}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn stray_braces_in_templates_are_refused() {
+    for (template, expect) in [
+        ("a}.json", "'}' without an opening '{'"),
+        ("{user}}.json", "'}' without an opening '{'"),
+        ("{user.json", "'{' without a closing '}'"),
+        ("{{user}.json", "'{' without a closing '}'"),
+        ("x/{}.json", "unknown placeholder {}"),
+    ] {
+        let (line, _, message) = error_of(&format!(
+            "[services.a]\niam_user = \"u\"\nstores = [{{ kind = \"file\", path = \"{template}\" }}]\n"
+        ));
+        assert_eq!(line, 3, "{template}");
+        assert!(message.contains(expect), "{template}: {message}");
+    }
+    let (_, _, message) =
+        error_of("[paths.P]\nstores = [{ kind = \"ssm\", prefix = \"/p/{user}}\" }]\n");
+    assert!(message.contains("without an opening"), "{message}");
+}
+
+#[test]
+fn a_user_placeholder_that_would_leave_its_directory_is_refused() {
+    let (line, _, message) = error_of(
+        "[services.a]\niam_user = \"..\"\nstores = [{ kind = \"file\", path = \"keys/{user}/key.json\" }]\n",
+    );
+    assert_eq!(line, 3);
+    assert!(message.contains("leaves its directory"), "{message}");
+    // Inside a file name the same user is harmless.
+    parse("[services.a]\niam_user = \"..\"\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n")
+        .unwrap();
+}
+
+#[test]
+fn expanded_names_are_checked_as_aws_would() {
+    let (_, _, message) = error_of(
+        "[services.a]\niam_user = \"a+b\"\nstores = [{ kind = \"ssm\", prefix = \"/k/{user}\" }]\n",
+    );
+    assert!(message.contains("contains '+'"), "{message}");
+}
+
+#[test]
+fn duration_settings_are_range_checked_and_named() {
+    for setting in [
+        "max_age",
+        "rotate_after",
+        "quiet_period",
+        "grace",
+        "max_wait",
+    ] {
+        let (line, _, message) = error_of(&format!(
+            "[services.a]\niam_user = \"u\"\n{setting} = \"500000000000y\"\n"
+        ));
+        assert_eq!(line, 3, "{setting}");
+        assert!(
+            message.starts_with(&format!("{setting}: ")) && message.contains("3650d"),
+            "{message}"
+        );
+    }
+    let (line, _, message) = error_of("[defaults]\ngrace = \"3651d\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("grace"), "{message}");
+    let (line, _, message) = error_of("[notify]\nwebhook = \"https://x/y\"\ntimeout = \"1h\"\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("at most 5m"), "{message}");
+}
