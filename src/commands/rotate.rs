@@ -4,7 +4,7 @@ use super::context::{load_aws, open_target, path_settings, runtime};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs, RunGate};
-use crate::config::{normalize_iam_path, Config, StoreConfig};
+use crate::config::{normalize_iam_path, Config, Service, StoreConfig};
 use crate::error::Error;
 use crate::notify::RunNotice;
 use crate::output::{self, SecretPrinter};
@@ -13,9 +13,10 @@ use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
-use crate::store::{self, Outfile, StoreEnv, TemplateValues};
+use crate::store::{self, Outfile, SecretStore, StoreEnv, TemplateValues};
 use crate::terraform;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,7 +42,7 @@ pub fn update(
     job.run(async {
         let aws = load_aws(config, global, service.region.as_deref()).await;
         let env = job.store_env(&aws, service.tags.clone());
-        let also = paths_of_user(config, &aws, &service.iam_user).await?;
+        let also = paths_of_user(config, &aws, &env, service).await?;
         let target = job.target(
             &env,
             &service.iam_user,
@@ -92,13 +93,17 @@ pub fn rotate_path(
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
         // One environment for every user: AWS clients are made once per region, not per user.
         let env = job.store_env(&aws, Vec::new());
-        let targets = users
+        let targets: Vec<Target> = users
             .iter()
             .map(|u| {
                 let also = services_of_user(config, &u.name, None);
                 job.target(&env, &u.name, None, &stores, &policy, &also)
             })
             .collect();
+        let services = service_locations(config, &env);
+        for target in &targets {
+            refuse_foreign_stores(&target.user, &target.stores, &services)?;
+        }
         job.execute(&aws, targets, concurrency, None).await
     })
 }
@@ -123,20 +128,35 @@ fn services_of_user(config: &Config, user: &str, except: Option<&str>) -> Vec<Sh
         .collect()
 }
 
-/// The stores of every `[paths.NAME]` section whose path holds `user`: one ListUsers per
-/// section, and none when there is no such section.
+/// The stores of every `[paths.NAME]` section whose path holds the service's user: one
+/// ListUsers per section with stores, and none when there is no such section. A path store
+/// that lands, for another user of the path, on one of the service's stores is refused.
 async fn paths_of_user(
     config: &Config,
     aws: &AwsContext,
-    user: &str,
+    env: &StoreEnv,
+    service: &Service,
 ) -> Result<Vec<SharedStores>, Error> {
+    let own = service_locations_of(service, env);
     let mut shared = Vec::new();
     for (path, section) in &config.paths {
         if section.stores.is_empty() {
             continue;
         }
         let users = aws.iam().list_users(path).await?;
-        if users.iter().any(|u| u.name == user) {
+        for user in users.iter().filter(|u| u.name != service.iam_user) {
+            let values = TemplateValues {
+                user: &user.name,
+                service: None,
+            };
+            let opened: Vec<Arc<dyn SecretStore>> = section
+                .stores
+                .iter()
+                .map(|c| store::open(c, &values, env))
+                .collect();
+            refuse_foreign_stores(&user.name, &opened, &own)?;
+        }
+        if users.iter().any(|u| u.name == service.iam_user) {
             shared.push(SharedStores {
                 service: None,
                 stores: section.stores.clone(),
@@ -144,6 +164,53 @@ async fn paths_of_user(
         }
     }
     Ok(shared)
+}
+
+/// Where each service's stores are: location → (service, IAM user).
+type ServiceLocations = BTreeMap<String, (String, String)>;
+
+fn service_locations_of(service: &Service, env: &StoreEnv) -> ServiceLocations {
+    let values = TemplateValues {
+        user: &service.iam_user,
+        service: Some(&service.name),
+    };
+    service
+        .stores
+        .iter()
+        .map(|c| {
+            let location = store::open(c, &values, env).location();
+            (location, (service.name.clone(), service.iam_user.clone()))
+        })
+        .collect()
+}
+
+fn service_locations(config: &Config, env: &StoreEnv) -> ServiceLocations {
+    config
+        .services
+        .values()
+        .flat_map(|s| service_locations_of(s, env))
+        .collect()
+}
+
+/// A store of `user` that is the store of a service of another IAM user: each rotation
+/// would overwrite the other's key. Only a run knows which users a path holds, so this is
+/// checked here, before any change (exit 2).
+fn refuse_foreign_stores(
+    user: &str,
+    stores: &[Arc<dyn SecretStore>],
+    services: &ServiceLocations,
+) -> Result<(), Error> {
+    for store in stores {
+        let location = store.location();
+        if let Some((service, owner)) = services.get(&location) {
+            if owner != user {
+                return Err(Error::Usage(format!(
+                    "store {location} of IAM user {user} (through its [paths] section) is also the store of service '{service}', whose IAM user is {owner}; each rotation would overwrite the other's key: give the path's stores a location that cannot meet the service's (e.g. another directory or prefix)"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One `update`/`rotate` invocation, checked before any AWS call.

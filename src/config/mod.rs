@@ -223,7 +223,7 @@ impl Config {
         }
         let mut paths = BTreeMap::new();
         for (key, section) in raw.paths {
-            let policy = check_path(&key, section, &defaults, &base_dir, &services, &mut claims)?;
+            let policy = check_path(&key, section, &defaults, &base_dir, &claims)?;
             if paths.contains_key(&policy.path) {
                 return Err(Problem::new(
                     key.span().start,
@@ -397,14 +397,15 @@ fn service_values<'a>(user: &'a str, service: &'a str) -> impl Fn(&str) -> Optio
 /// Validate `[paths.NAME]`: its IAM path, policy and store templates, and that no store
 /// location is used twice. Path users are only known at run time, so path stores are
 /// compared by their templates; IAM user names are unique, so two paths with the same
-/// `{user}` template never meet, but a service whose user the template names does.
+/// `{user}` template never meet. A path store that lands on a service's store is the same
+/// store when the service's user is under the path (a run writes it once), and another
+/// user's store otherwise, which only a run can tell: `update` and `rotate` check it.
 fn check_path(
     key: &Spanned<String>,
     section: RawPath,
     defaults: &Defaults,
     base_dir: &Path,
-    services: &BTreeMap<String, Service>,
-    claims: &mut Claims<'_>,
+    claims: &Claims<'_>,
 ) -> Result<PathPolicy, Problem> {
     let offset = key.span().start;
     let path = parse_iam_path(key.get_ref()).map_err(|m| {
@@ -431,13 +432,6 @@ fn check_path(
         let summary = store.summary();
         let literal = store.location(&|t: &str| t.to_string(), false, base_dir, region);
         templates.location(literal, &owner, &summary, store_offset)?;
-        for service in services.values() {
-            let values = service_values(&service.iam_user, "");
-            let expand = |t: &str| validate::expand(t, &values);
-            let location = store.location(&expand, false, base_dir, region);
-            let condition = format!(" when IAM user '{}' is under {path}", service.iam_user);
-            claims.check(&location, &owner, &summary, store_offset, &condition)?;
-        }
         stores.push(store);
     }
     Ok(PathPolicy {
