@@ -15,6 +15,7 @@ mod config_errors;
 mod crash;
 mod faults;
 mod generate;
+mod output_pipe;
 mod profile;
 mod rotate_path;
 mod rotate_profile;

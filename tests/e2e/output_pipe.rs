@@ -1,0 +1,164 @@
+//! Output that cannot be written: a key printed into a closed pipe is rolled back (exit 1),
+//! a summary into a closed pipe is not (exit 0), and the printed document stays one JSON
+//! document however many users print at once.
+
+use crate::harness::{key_of, read_json, write_key_file, write_pg_service, Key, Moto};
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+const USER: &str = "pg-pipe";
+
+/// A stdout whose reader is gone before the process starts: every write fails with EPIPE,
+/// deterministically (`credrot ... | true` races `true`'s exit against the first write).
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+fn run_into_closed_pipe(mut cmd: std::process::Command) -> Output {
+    cmd.stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A service `pg` with one file store that holds `USER`'s only key.
+fn service_with_stored_key(moto: &Moto) -> (tempfile::TempDir, Key) {
+    let dir = tempfile::tempdir().unwrap();
+    moto.create_user(USER, "/");
+    let key = moto.create_key(USER, true);
+    write_pg_service(dir.path(), USER, r#"{ kind = "file", path = "pg.json" }"#);
+    write_key_file(&dir.path().join("pg.json"), &key);
+    (dir, key)
+}
+
+fn stored(dir: &Path) -> Key {
+    key_of(&read_json(&dir.join("pg.json")))
+}
+
+#[test]
+fn print_secrets_into_a_closed_pipe_fails_and_rolls_the_rotation_back() {
+    let moto = Moto::start();
+    let (dir, old) = service_with_stored_key(&moto);
+    let mut cmd = moto.credrot_process(dir.path());
+    cmd.args(["update", "pg", "--print-secrets"]);
+    let out = run_into_closed_pipe(cmd);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stdout") && stderr.contains("new key") && stderr.contains("deleted"),
+        "{stderr}"
+    );
+    // The new key is gone, the store and the old key are as they were.
+    moto.assert_only_key(USER, &old);
+    assert_eq!(stored(dir.path()), old);
+
+    // The next run, with a reader, rotates normally and keeps the old key as LAST.
+    let out = moto
+        .credrot(dir.path())
+        .args(["update", "pg", "--print-secrets"])
+        .assert()
+        .success();
+    let printed: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let new = key_of(&printed[USER]);
+    assert_eq!(stored(dir.path()), new);
+    moto.assert_key_works_for(&new, USER);
+    moto.assert_key_works_for(&old, USER);
+    assert_eq!(moto.keys(USER).len(), 2);
+}
+
+#[test]
+fn printed_keys_with_no_other_copy_are_not_lost_in_a_closed_pipe() {
+    let moto = Moto::start();
+    let path = "/PipeOnly/";
+    let users = ["pipe-a", "pipe-b", "pipe-c"];
+    let olds: Vec<Key> = users
+        .iter()
+        .map(|user| {
+            moto.create_user(user, path);
+            moto.create_key(user, true)
+        })
+        .collect();
+    // No services.toml: stdout is the only place the new keys go.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = moto.credrot_process(dir.path());
+    cmd.args(["rotate", "--path", path, "--print-secrets"]);
+    let out = run_into_closed_pipe(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    for (user, old) in users.iter().zip(&olds) {
+        moto.assert_only_key(user, old);
+    }
+
+    let out = moto
+        .credrot(dir.path())
+        .args(["rotate", "--path", path, "--print-secrets"])
+        .assert()
+        .success();
+    let printed: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for (user, old) in users.iter().zip(&olds) {
+        moto.assert_key_works_for(&key_of(&printed[*user]), user);
+        moto.assert_key_works_for(old, user);
+    }
+}
+
+#[test]
+fn a_summary_into_a_closed_pipe_keeps_the_rotation_and_exits_0() {
+    let moto = Moto::start();
+    let (dir, old) = service_with_stored_key(&moto);
+    let mut cmd = moto.credrot_process(dir.path());
+    cmd.args(["update", "pg"]);
+    let out = run_into_closed_pipe(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let new = stored(dir.path());
+    assert_ne!(new.id, old.id, "rotated");
+    moto.assert_key_works_for(&new, USER);
+    moto.assert_key_works_for(&old, USER);
+    assert_eq!(moto.keys(USER).len(), 2);
+}
+
+/// A guard rather than a regression test (printing was already serialized): 32 users
+/// printing at once, one of them failing, still make one well-formed document.
+#[test]
+fn concurrent_users_print_one_document_even_when_one_fails() {
+    let moto = Moto::start();
+    let path = "/PipeMany/";
+    let users: Vec<String> = (0..40).map(|i| format!("many-{i:02}")).collect();
+    for user in &users {
+        moto.create_user(user, path);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[paths.PipeMany]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n",
+    )
+    .unwrap();
+    // A directory where one user's key file should be: that user fails before any change.
+    std::fs::create_dir_all(dir.path().join("keys/many-07.json")).unwrap();
+    let out = moto
+        .credrot(dir.path())
+        .args([
+            "rotate",
+            "--path",
+            path,
+            "--concurrency",
+            "32",
+            "--print-secrets",
+        ])
+        .assert()
+        .code(1);
+    let printed: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let entries = printed.as_object().unwrap();
+    assert_eq!(entries.len(), users.len() - 1, "{printed}");
+    assert!(!entries.contains_key("many-07"));
+    for (user, entry) in entries {
+        let key = key_of(entry);
+        let file = read_json(&dir.path().join(format!("keys/{user}.json")));
+        assert_eq!(key_of(&file), key, "{user}");
+    }
+    moto.assert_key_works_for(&key_of(&printed["many-31"]), "many-31");
+}
