@@ -4,10 +4,12 @@
 mod calls;
 mod error;
 mod sdk;
+mod wait;
 
 pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
+pub use wait::{Timeouts, TIMEOUT_ENV};
 
 use crate::secret::AccessKey;
 use async_trait::async_trait;

@@ -1,8 +1,11 @@
 //! Output that cannot be written: a key printed into a closed pipe is rolled back (exit 1),
 //! a summary into a closed pipe is not (exit 0), and the printed document stays one JSON
-//! document however many users print at once.
+//! document however many users print at once. And waiting that is explained: an endpoint
+//! that never answers, and no credentials at all.
 
-use crate::harness::{key_of, read_json, write_key_file, write_pg_service, Key, Moto};
+use crate::harness::{
+    credrot_command, key_of, read_json, write_key_file, write_pg_service, Key, Moto,
+};
 use std::path::Path;
 use std::process::{Output, Stdio};
 
@@ -161,4 +164,65 @@ fn concurrent_users_print_one_document_even_when_one_fails() {
         assert_eq!(key_of(&file), key, "{user}");
     }
     moto.assert_key_works_for(&key_of(&printed["many-31"]), "many-31");
+}
+
+#[test]
+fn an_endpoint_that_never_answers_fails_the_call_and_is_named() {
+    // Accepts every connection and never answers; the connections stay open until the
+    // test process ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = credrot_command(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "AKIAHANGINGENDPOINT1")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        // Short attempts keep the test quick; the default is 30s.
+        .env("CREDROT_AWS_TIMEOUT", "500ms")
+        .args(["rotate", "--path", "Hanging", "--print-secrets"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("credrot: error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        error.contains(&endpoint)
+            && error.contains("did not answer")
+            && error.contains("iam:ListUsers"),
+        "{stderr}"
+    );
+    // Each unanswered attempt was said as it happened, not only at the end.
+    assert!(
+        stderr.contains(&format!("no answer from {endpoint}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_credentials_at_all_is_said_so_with_how_to_provide_them() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The harness's command has no credentials, no profile, no IMDS.
+    let out = credrot_command(dir.path())
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .args(["rotate", "--path", "Anyone", "--print-secrets"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("no AWS credentials found")
+            && stderr.contains("AWS_ACCESS_KEY_ID")
+            && stderr.contains("--profile")
+            && stderr.contains("aws sso login"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
 }
