@@ -226,3 +226,38 @@ fn no_credentials_at_all_is_said_so_with_how_to_provide_them() {
     );
     assert!(!stderr.contains("cannot reach"), "{stderr}");
 }
+
+/// With no real store the `-o` file is where the key lives; printing it too must not make
+/// that key look like another run's work in progress (`busy`) on the next run.
+#[test]
+fn printing_next_to_an_outfile_changes_nothing_the_next_run_sees() {
+    let moto = Moto::start();
+    let path = "/PipeAndFile/";
+    moto.create_user("both-a", path);
+    let dir = tempfile::tempdir().unwrap();
+    let mut printed = Vec::new();
+    for _ in 0..2 {
+        let out = moto
+            .credrot(dir.path())
+            .args([
+                "rotate",
+                "--path",
+                path,
+                "-o",
+                "keys.json",
+                "--print-secrets",
+            ])
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let key = key_of(&doc["both-a"]);
+        assert_eq!(
+            key_of(&read_json(&dir.path().join("keys.json"))["both-a"]),
+            key
+        );
+        printed.push(key);
+    }
+    assert_ne!(printed[0].id, printed[1].id, "the second run rotated too");
+    moto.assert_key_works_for(&printed[1], "both-a");
+    moto.assert_key_works_for(&printed[0], "both-a");
+}
