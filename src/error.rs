@@ -7,7 +7,7 @@ use crate::credentials_file::FileError;
 use crate::profile::rotate::SelfRotateError;
 use crate::profile::ProfileError;
 use crate::session::SessionError;
-use crate::store::StoreError;
+use crate::store::{PrintError, StoreError};
 use std::process::ExitCode;
 
 /// Exit code for success.
@@ -79,9 +79,14 @@ pub enum Error {
     /// The audit log could not be written in full, or `audit verify` found it broken.
     #[error(transparent)]
     Audit(#[from] AuditError),
-    /// stdout or stderr could not be written.
+    /// stdout or stderr could not be written. A closed pipe (`credrot list | head -1`) is
+    /// no failure here: this output carries no secret, and its reader has what it wanted.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The `--print-secrets` document could not be finished after keys were printed in
+    /// it. Always a failure, a closed pipe too: the keys may never have reached a reader.
+    #[error("the keys of {} users were printed to stdout, but the document could not be closed ({}): whether its reader got them is unknown; they are in the users' stores (if any), and --print-secrets output should go to a file or a reader that reads to the end", .0.printed, .0.source)]
+    SecretOutput(PrintError),
 }
 
 impl From<FileError> for Error {
@@ -122,6 +127,7 @@ impl Error {
             | Error::SelfRotation(_)
             | Error::Exec { .. }
             | Error::Audit(_)
+            | Error::SecretOutput(_)
             | Error::Output(_) => EXIT_FAILURE,
         }
     }

@@ -1,5 +1,6 @@
 //! Rendering data for stdout: tables for people, JSON for machines. Nothing here writes a
-//! secret except [`SecretPrinter`], which runs only when the user asks for the keys.
+//! secret: `--print-secrets` is a store ([`crate::store::SecretPrinter`]), so that a key it
+//! cannot print is rolled back.
 
 use crate::aws::CallReport;
 use crate::cli::OutputFormat;
@@ -8,7 +9,6 @@ use crate::rotation::{Outcome, UserReport};
 use comfy_table::{presets, Table};
 use serde::Serialize;
 use std::io::Write;
-use std::sync::Mutex;
 
 pub(crate) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
@@ -261,44 +261,6 @@ pub fn write_summary(
         "AWS: {} calls{per_user}, {} retried by the SDK",
         calls.calls, calls.retries
     )
-}
-
-/// `--print-secrets`: streams `{"user": {"AccessKeyId": .., "SecretAccessKey": ..}, ..}` to
-/// stdout one user at a time, flushed, so a run killed half-way has still printed every key
-/// it created.
-#[derive(Default)]
-pub struct SecretPrinter {
-    started: Mutex<bool>,
-}
-
-impl SecretPrinter {
-    /// Print one user's new key.
-    pub fn emit(&self, report: &UserReport) -> std::io::Result<()> {
-        let Some(key) = &report.new_key else {
-            return Ok(());
-        };
-        let mut started = self.started.lock().expect("printer lock");
-        let entry = serde_json::json!({"AccessKeyId": key.id, "SecretAccessKey": key.expose()});
-        let mut out = std::io::stdout().lock();
-        write!(out, "{}", if *started { ",\n" } else { "{\n" })?;
-        write!(
-            out,
-            "  {}: {}",
-            serde_json::to_string(&report.user).expect("string"),
-            serde_json::to_string(&entry).expect("strings")
-        )?;
-        out.flush()?;
-        *started = true;
-        Ok(())
-    }
-
-    /// Close the document.
-    pub fn finish(&self) -> std::io::Result<()> {
-        let started = self.started.lock().expect("printer lock");
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", if *started { "\n}" } else { "{}" })?;
-        out.flush()
-    }
 }
 
 /// `credrot status`: one row per key, the verdict on the user's first row, reasons below.

@@ -1,6 +1,7 @@
 //! One error type for every AWS call, classified so callers can decide to retry, to report
 //! a permission problem, or to treat a missing object as already gone.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
@@ -59,18 +60,20 @@ impl AwsError {
             .or_else(|| xml_field(&body, "Code"));
         let status = err.raw_response().map(|r| r.status().as_u16());
         let (kind, message) = match &err {
-            // Credentials are resolved lazily, so "none found" surfaces as a dispatch failure.
-            SdkError::DispatchFailure(_)
-                if aws_sdk_iam::error::DisplayErrorContext(&err)
-                    .to_string()
-                    .contains("loading credentials") =>
-            {
-                (
-                    AwsErrorKind::Setup,
-                    "no AWS credentials found; pass --profile, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_string(),
-                )
+            // Credentials are resolved lazily, at the first request, so "none found"
+            // surfaces as a dispatch failure: not a network problem, and no retry helps.
+            SdkError::DispatchFailure(_) if credentials_error(&err).is_some() => {
+                (AwsErrorKind::Setup, credentials_message(&err))
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
+            SdkError::TimeoutError(_) => (
+                AwsErrorKind::Unreachable,
+                format!(
+                    "{}; check --endpoint-url, AWS_ENDPOINT_URL and the network ({} sets how long each attempt waits)",
+                    root_cause(&err),
+                    super::TIMEOUT_ENV
+                ),
+            ),
+            SdkError::DispatchFailure(_) => (
                 AwsErrorKind::Unreachable,
                 format!(
                     "cannot reach the AWS endpoint ({}); check --endpoint-url, AWS_ENDPOINT_URL and the network",
@@ -118,6 +121,34 @@ impl AwsError {
     /// Whether the failure means the signing key was not (yet) accepted.
     pub fn is_unauthenticated(&self) -> bool {
         self.kind == AwsErrorKind::Unauthenticated
+    }
+}
+
+/// The credential provider's error behind `err`, if loading credentials is what failed.
+fn credentials_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a CredentialsError> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// What to say when credentials could not be loaded: none at all, or a provider's failure.
+fn credentials_message(err: &(dyn std::error::Error + 'static)) -> String {
+    const HOW: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME (or set AWS_PROFILE) for a profile in ~/.aws/config or ~/.aws/credentials; for SSO, run 'aws sso login --profile NAME' first";
+    match credentials_error(err) {
+        Some(CredentialsError::CredentialsNotLoaded(_)) => {
+            format!("no AWS credentials found: {HOW}")
+        }
+        _ => format!(
+            "AWS credentials could not be loaded ({}): {HOW}",
+            root_cause(err)
+        ),
     }
 }
 

@@ -5,11 +5,13 @@ mod calls;
 mod error;
 mod propagation;
 mod sdk;
+mod wait;
 
 pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
 pub use propagation::{user_name_from_arn, Propagation};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
+pub use wait::{Timeouts, TIMEOUT_ENV};
 
 use crate::secret::AccessKey;
 use async_trait::async_trait;

@@ -1,6 +1,7 @@
 //! The SDK-backed implementations of the AWS interfaces, and the shared SDK configuration.
 
 use super::calls::{CallCounter, CallReport};
+use super::wait::{Timeouts, WaitWatch};
 use super::{
     AwsError, AwsErrorKind, IamApi, IamUser, KeyMeta, KeyUse, KeyVerifier, LogEvent, LogsApi,
 };
@@ -33,6 +34,8 @@ pub struct AwsContext {
     sdk_config: SdkConfig,
     /// Shared by every client made from this context (and from its copies).
     calls: CallCounter,
+    /// Says what every client's requests wait for.
+    watch: WaitWatch,
 }
 
 /// IAM and STS are global services; any region signs for them, so a run that names none
@@ -45,12 +48,15 @@ impl AwsContext {
         let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
             .or_default_provider()
             .or_else(Region::new(FALLBACK_REGION));
+        // Each attempt is bounded (CREDROT_AWS_TIMEOUT); the watch logs each unanswered
+        // attempt and ends a call after a few of them, which bounds the call as a whole.
+        let timeouts = Timeouts::from_env();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .connect_timeout(timeouts.connect)
+                    .operation_attempt_timeout(timeouts.attempt)
                     .build(),
             );
         // Adaptive retry slows every request down when AWS throttles, so a high
@@ -71,7 +77,11 @@ impl AwsContext {
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        AwsContext::from_sdk_config(loader.load().await)
+        AwsContext {
+            sdk_config: loader.load().await,
+            calls: CallCounter::default(),
+            watch: WaitWatch::new(timeouts),
+        }
     }
 
     /// A context over an SDK configuration made elsewhere (tests, embedding programs).
@@ -79,6 +89,7 @@ impl AwsContext {
         AwsContext {
             sdk_config,
             calls: CallCounter::default(),
+            watch: WaitWatch::new(Timeouts::from_env()),
         }
     }
 
@@ -90,6 +101,12 @@ impl AwsContext {
     /// The interceptor that counts requests, for clients made outside this module.
     pub(crate) fn call_counter(&self) -> CallCounter {
         self.calls.clone()
+    }
+
+    /// The interceptor that says what requests wait for, for clients made outside this
+    /// module.
+    pub(crate) fn wait_watch(&self) -> WaitWatch {
+        self.watch.clone()
     }
 
     /// The same configuration, signing with `key` (and `session_token`) instead of whatever
@@ -109,6 +126,7 @@ impl AwsContext {
                 .credentials_provider(SharedCredentialsProvider::new(credentials))
                 .build(),
             calls: self.calls.clone(),
+            watch: self.watch.clone(),
         }
     }
 
@@ -133,6 +151,7 @@ impl AwsContext {
     pub fn iam(&self) -> SdkIam {
         let config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
             .interceptor(self.calls.clone())
+            .interceptor(self.watch.clone())
             .build();
         SdkIam {
             client: aws_sdk_iam::Client::from_conf(config),
@@ -143,6 +162,7 @@ impl AwsContext {
     pub fn logs(&self) -> SdkLogs {
         let config = aws_sdk_cloudwatchlogs::config::Builder::from(&self.sdk_config)
             .interceptor(self.calls.clone())
+            .interceptor(self.watch.clone())
             .build();
         SdkLogs {
             client: aws_sdk_cloudwatchlogs::Client::from_conf(config),
@@ -157,6 +177,7 @@ impl AwsContext {
         let config = aws_sdk_sts::config::Builder::from(&self.sdk_config)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
             .interceptor(self.calls.clone())
+            .interceptor(self.watch.clone())
             .build();
         let out = aws_sdk_sts::Client::from_conf(config)
             .get_caller_identity()
@@ -178,6 +199,7 @@ impl AwsContext {
             // retries would only slow that loop down.
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .interceptor(self.calls.clone())
+            .interceptor(self.watch.clone())
             .build();
         SdkVerifier {
             client: aws_sdk_sts::Client::from_conf(config),

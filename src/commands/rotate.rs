@@ -7,13 +7,13 @@ use crate::cli::{GlobalArgs, RotationArgs, RunGate};
 use crate::config::{normalize_iam_path, Config, Service, StoreConfig};
 use crate::error::Error;
 use crate::notify::RunNotice;
-use crate::output::{self, SecretPrinter};
+use crate::output;
 use crate::policy::RotationPolicy;
 use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
-use crate::store::{self, Outfile, SecretStore, StoreEnv, TemplateValues};
+use crate::store::{self, Outfile, SecretPrinter, SecretStore, StoreEnv, TemplateValues};
 use crate::terraform;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -219,6 +219,8 @@ struct Job<'a> {
     global: &'a GlobalArgs,
     args: &'a RotationArgs,
     outfile: Option<Arc<Outfile>>,
+    /// `--print-secrets` (not with --dry-run): a store appended last to every user's.
+    printer: Option<Arc<SecretPrinter>>,
     /// The audit file, opened (and so proven writable) before any AWS call; moved into
     /// the run's [`AuditLog`] when the run starts.
     audit_file: Mutex<Option<AuditFile>>,
@@ -273,6 +275,7 @@ impl<'a> Job<'a> {
             global,
             args,
             outfile,
+            printer: (args.print_secrets && !args.dry_run).then(SecretPrinter::stdout),
             audit_file: Mutex::new(audit_file),
             command,
             run_id: run_id(),
@@ -386,8 +389,17 @@ impl<'a> Job<'a> {
                 }
             }
         }
-        if let Some(file) = &self.outfile {
-            target.stores.push(Arc::new(file.store_for(user)));
+        let outfile = self
+            .outfile
+            .as_ref()
+            .map(|file| Arc::new(file.store_for(user)) as Arc<dyn SecretStore>);
+        target.stores.extend(outfile.clone());
+        // Last, so that a key is printed only once every store has it and it is verified,
+        // and a key that cannot be printed is rolled back like any failed store step.
+        if let Some(printer) = &self.printer {
+            target
+                .stores
+                .push(Arc::new(printer.store_for(user, outfile)));
         }
         target
     }
@@ -432,17 +444,10 @@ impl<'a> Job<'a> {
             },
         );
         let progress = progress_bar(targets.len() as u64, self.global.quiet);
-        let printer = (self.args.print_secrets && !dry_run).then(SecretPrinter::default);
-        let print_failure = std::sync::Mutex::new(None);
-        let on_done = |report: &UserReport| {
+        let on_done = |_: &UserReport| {
             progress.inc(1);
             if let Some(log) = &audit {
                 log.checkpoint();
-            }
-            if let Some(printer) = &printer {
-                if let Err(e) = printer.emit(report) {
-                    print_failure.lock().expect("lock").get_or_insert(e);
-                }
             }
         };
         let reports = match (external_key, targets.first()) {
@@ -458,30 +463,16 @@ impl<'a> Job<'a> {
             Some(log) => Some(log.finish().await),
             None => None,
         };
-        if let Some(printer) = &printer {
-            printer.finish()?;
-        }
-        if let Some(e) = print_failure.into_inner().expect("lock") {
-            return Err(e.into());
-        }
+        let printed = self.printer.as_ref().map(|printer| printer.finish());
         // With --print-secrets stdout carries the keys alone, so the summary goes to stderr.
-        if self.args.print_secrets && !dry_run {
-            output::write_summary(
-                &mut std::io::stderr().lock(),
-                &reports,
-                dry_run,
-                &aws.calls(),
-                self.global.output,
-            )?;
-        } else {
-            output::write_summary(
-                &mut std::io::stdout().lock(),
-                &reports,
-                dry_run,
-                &aws.calls(),
-                self.global.output,
-            )?;
-        }
+        let summary_written = {
+            let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr().lock());
+            let out: &mut dyn std::io::Write = match &self.printer {
+                Some(_) => &mut stderr,
+                None => &mut stdout,
+            };
+            output::write_summary(out, &reports, dry_run, &aws.calls(), self.global.output)
+        };
         let audit_error = match &audited {
             Some(Err(e)) => Some(e.to_string()),
             _ => None,
@@ -497,26 +488,35 @@ impl<'a> Job<'a> {
             .iter()
             .filter(|r| r.outcome == Outcome::Busy)
             .count();
-        match (failed, audited) {
-            (0, Some(Err(e))) => Err(e.into()),
-            (0, _) if busy > 0 && self.args.fail_on == Some(RunGate::Busy) => {
-                Err(Error::GateTripped {
-                    verdict: "busy".into(),
-                    users: busy,
-                })
+        if failed > 0 {
+            if let Some(Err(e)) = audited {
+                // Both end in exit 1; the users' failures are the error, this one is told.
+                tracing::error!("{e}");
             }
-            (0, _) => Ok(()),
-            (_, audited) => {
-                if let Some(Err(e)) = audited {
-                    // Both end in exit 1; the users' failures are the error, this one is told.
-                    tracing::error!("{e}");
-                }
-                Err(Error::RunFailed {
-                    failed,
-                    total: reports.len(),
-                })
-            }
+            return Err(Error::RunFailed {
+                failed,
+                total: reports.len(),
+            });
         }
+        match printed {
+            // Keys went out and the document could not be closed: whether its reader got
+            // them is unknown, so this is never the quiet exit of a closed pipe.
+            Some(Err(e)) if e.printed > 0 => return Err(Error::SecretOutput(e)),
+            // No key was printed: an empty document that cannot be written carries no secret.
+            Some(Err(e)) => return Err(e.source.into()),
+            _ => {}
+        }
+        if let Some(Err(e)) = audited {
+            return Err(e.into());
+        }
+        summary_written?;
+        if busy > 0 && self.args.fail_on == Some(RunGate::Busy) {
+            return Err(Error::GateTripped {
+                verdict: "busy".into(),
+                users: busy,
+            });
+        }
+        Ok(())
     }
 }
 

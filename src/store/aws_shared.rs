@@ -29,6 +29,7 @@ impl AwsClients {
         self.cached(&self.ssm, region, |config| {
             let config = aws_sdk_ssm::config::Builder::from(config)
                 .interceptor(calls)
+                .interceptor(self.context.wait_watch())
                 .build();
             aws_sdk_ssm::Client::from_conf(config)
         })
@@ -40,6 +41,7 @@ impl AwsClients {
         self.cached(&self.secrets_manager, region, |config| {
             let config = aws_sdk_secretsmanager::config::Builder::from(config)
                 .interceptor(calls)
+                .interceptor(self.context.wait_watch())
                 .build();
             aws_sdk_secretsmanager::Client::from_conf(config)
         })

@@ -7,12 +7,14 @@ mod onepassword;
 mod outfile;
 mod secrets_manager;
 mod ssm;
+mod stdout;
 
 pub use file::FileStore;
 pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
 pub use secrets_manager::SecretsManagerStore;
 pub use ssm::SsmStore;
+pub use stdout::{PrintError, SecretPrinter, StdoutStore};
 
 use crate::aws::AwsContext;
 use crate::config::StoreConfig;

@@ -3,7 +3,8 @@
 //!
 //! Secrets reach `op` only as item JSON on its stdin (`op item create -`, `op item edit ID -`),
 //! never in argv, where any user of the machine could read them; credentials for `op`
-//! itself (`OP_SERVICE_ACCOUNT_TOKEN`, `OP_ACCOUNT`) pass through the environment. An
+//! itself (`OP_SERVICE_ACCOUNT_TOKEN`, `OP_ACCOUNT`) pass through the environment, which
+//! op gets only the part of that it needs ([`op_env`]): never credrot's AWS credentials. An
 //! existing item is edited in place, so it keeps its id, its history and any field credrot
 //! does not manage.
 
@@ -58,6 +59,46 @@ impl OpFailure {
     }
 }
 
+/// Variables op is given by name; besides these, every `OP_*` (op's own settings and
+/// credentials) and `LC_*`. Everything else of credrot's environment, its AWS credentials
+/// first, stays out of the child.
+const OP_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "LANG",
+    "XDG_CONFIG_HOME",
+    // The desktop-app integration's socket lives there.
+    "XDG_RUNTIME_DIR",
+    // op talks to 1Password's servers, through the caller's proxy and CAs if any.
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// Prefixes of the variables op is given: op's own, the locale's, and the settings of the
+/// fake op credrot's tests use (tests/fake-op/op), which no real program reads.
+const OP_ENV_PREFIXES: &[&str] = &["OP_", "LC_", "FAKE_OP_"];
+
+/// Whether op is given the variable `name`.
+fn passes_to_op(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|name| {
+        OP_ENV.contains(&name) || OP_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+    })
+}
+
+/// The part of credrot's environment that op is given.
+fn op_env() -> impl Iterator<Item = (OsString, OsString)> {
+    std::env::vars_os().filter(|(name, _)| passes_to_op(name))
+}
+
 /// At most this many op processes run at once, whatever `--concurrency` is: op is a
 /// process per call, and 1Password limits request bursts, while the width of a run is set
 /// for AWS's endpoints.
@@ -100,6 +141,8 @@ impl OpCli {
             .expect("the semaphore is never closed");
         let mut child = tokio::process::Command::new(&self.program)
             .args(args)
+            .env_clear()
+            .envs(op_env())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -176,6 +219,17 @@ fn sanitize(stderr: &str, redact: &[&str]) -> String {
         text.push_str("...");
     }
     text
+}
+
+/// Whether `op whoami --format json` answered with an account: a JSON object naming the
+/// user and the account it is signed in as.
+fn is_signed_in_account(out: &[u8]) -> bool {
+    let Ok(info) = serde_json::from_slice::<Value>(out) else {
+        return false;
+    };
+    ["user_uuid", "account_uuid"]
+        .iter()
+        .all(|name| info[name].as_str().is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// The value of an item's field, found by id or label.
@@ -351,8 +405,17 @@ impl SecretStore for OnePasswordStore {
     }
 
     async fn check_run(&self) -> Result<(), StoreError> {
-        match self.op.run(&["whoami"], None, &[]).await {
-            Ok(_) => Ok(()),
+        match self.op.run(&["whoami", "--format", "json"], None, &[]).await {
+            Ok(out) if is_signed_in_account(&out) => Ok(()),
+            // Exit 0 is not enough: a wrapper or another program named op says nothing of
+            // whether 1Password will accept the writes.
+            Ok(_) => Err(self.error(
+                "check",
+                format!(
+                    "'{} whoami --format json' did not answer with a signed-in account (JSON with user_uuid and account_uuid); check that it is the 1Password CLI v2 (or set CREDROT_OP to it) and that it is signed in, then run again",
+                    self.op.program.to_string_lossy()
+                ),
+            )),
             Err(OpFailure::Failed(message)) => Err(self.error(
                 "check",
                 format!(
@@ -496,6 +559,52 @@ impl SecretStore for OnePasswordStore {
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    #[test]
+    fn op_gets_its_own_variables_and_never_aws_credentials() {
+        for name in [
+            "PATH",
+            "HOME",
+            "OP_SERVICE_ACCOUNT_TOKEN",
+            "OP_ACCOUNT",
+            "LC_ALL",
+            "XDG_CONFIG_HOME",
+        ] {
+            assert!(passes_to_op(name.as_ref()), "{name}");
+        }
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "CREDROT_SSH_PASSPHRASE",
+            "GITHUB_TOKEN",
+            "OPX",
+        ] {
+            assert!(!passes_to_op(name.as_ref()), "{name}");
+        }
+    }
+
+    #[test]
+    fn whoami_must_name_a_user_and_an_account() {
+        let account = br#"{"url": "https://x.1password.com", "email": "", "user_uuid": "U", "account_uuid": "A", "user_type": "SERVICE_ACCOUNT"}"#;
+        assert!(is_signed_in_account(account));
+        for garbage in [
+            &b""[..],
+            b"ok",
+            b"<connection reset>",
+            b"{}",
+            b"[]",
+            br#"{"user_uuid": "U"}"#,
+            br#"{"user_uuid": "", "account_uuid": "A"}"#,
+        ] {
+            assert!(
+                !is_signed_in_account(garbage),
+                "{}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
 
     #[test]
     fn sanitize_keeps_the_message_and_drops_secrets_and_timestamps() {

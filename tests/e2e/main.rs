@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod fs_safety;
 mod generate;
+mod output_pipe;
 mod planner;
 mod profile;
 mod rotate_path;

@@ -59,6 +59,9 @@ impl FakeOp {
                 "json",
                 "-",
             ])
+            // As a person would run it, without the test runner's environment.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("FAKE_OP_STATE", self.state.path())
             .env("OP_SERVICE_ACCOUNT_TOKEN", TOKEN)
             .write_stdin(item.to_string())
@@ -84,11 +87,21 @@ impl FakeOp {
 
     /// Every argv op was called with.
     fn argv(&self) -> Vec<Vec<String>> {
+        self.logged("argv")
+    }
+
+    /// The names of the variables in op's environment, per call.
+    fn envs(&self) -> Vec<Vec<String>> {
+        self.logged("env")
+    }
+
+    /// One list of strings per call, from the fake's argv.log.
+    fn logged(&self, what: &str) -> Vec<Vec<String>> {
         std::fs::read_to_string(self.state.path().join("argv.log"))
             .unwrap_or_default()
             .lines()
             .map(|line| {
-                serde_json::from_str::<Value>(line).unwrap()["argv"]
+                serde_json::from_str::<Value>(line).unwrap()[what]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -220,7 +233,11 @@ fn a_signed_out_or_missing_op_stops_before_any_iam_change() {
             && stderr.contains("OP_ACCOUNT"),
         "{stderr}"
     );
-    assert_eq!(op.argv(), [["whoami"]], "nothing after whoami");
+    assert_eq!(
+        op.argv(),
+        [["whoami", "--format", "json"]],
+        "nothing after whoami"
+    );
 
     let out = moto
         .credrot(dir.path())
@@ -452,4 +469,61 @@ fn a_path_run_names_each_users_item_after_the_user() {
     // One whoami for the whole run, not one per user.
     assert_eq!(op.argv().iter().filter(|a| a[0] == "whoami").count(), 1);
     op.assert_no_secret_in_argv(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn op_gets_no_aws_variable_nor_anything_else_it_does_not_need() {
+    let (moto, old) = Moto::start_with_user(USER);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "{ kind = \"1password\" }");
+    let op = FakeOp::new();
+    // credrot runs with the admin's AWS key in its environment (and a bystander variable);
+    // the strict fake refuses any AWS_* variable, so the run itself proves most of it.
+    op.signed_in(&mut moto.credrot(dir.path()))
+        .env("CREDROT_TEST_BYSTANDER", "not for op")
+        .args(["update", "pg"])
+        .assert()
+        .success();
+    let envs = op.envs();
+    assert!(envs.len() >= 3, "whoami, get, create: {envs:?}");
+    for env in &envs {
+        assert!(
+            !env.iter()
+                .any(|name| name.starts_with("AWS_") || name == "CREDROT_TEST_BYSTANDER"),
+            "op saw {env:?}"
+        );
+        for needed in ["PATH", "OP_SERVICE_ACCOUNT_TOKEN", "FAKE_OP_STATE"] {
+            assert!(env.iter().any(|name| name == needed), "{needed}: {env:?}");
+        }
+    }
+    let new = key_in(&op.item("AWS Access Key - pg"));
+    moto.assert_key_works_for(&new, USER);
+    moto.assert_key_works_for(&old, USER);
+}
+
+#[test]
+fn garbage_from_whoami_stops_before_any_iam_change() {
+    let (moto, old) = Moto::start_with_user(USER);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "{ kind = \"file\", path = \"pg.json\" },\n{ kind = \"1password\" }",
+    );
+    let op = FakeOp::new();
+    // whoami exits 0 but answers with something that is not an account.
+    let out = op
+        .signed_in(&mut moto.credrot(dir.path()))
+        .env("FAKE_OP_GARBLE_ON", "whoami")
+        .args(["update", "pg"])
+        .assert()
+        .code(1);
+    let (_, stderr) = output(&out);
+    assert!(
+        stderr.contains("did not answer with a signed-in account"),
+        "{stderr}"
+    );
+    assert_eq!(op.argv(), [["whoami", "--format", "json"]]);
+    moto.assert_only_key(USER, &old);
+    assert!(!dir.path().join("pg.json").exists(), "no store was written");
+    assert!(op.items().is_empty());
 }

@@ -1,0 +1,230 @@
+//! How long credrot waits for AWS, and saying so: the timeouts of every client, and an
+//! interceptor that logs what each request waits for, names the endpoint that does not
+//! answer, and gives up on it after a few unanswered attempts instead of after every retry.
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{Metadata, OrchestratorError};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// The environment variable that sets how long one attempt of an AWS call may wait for its
+/// answer (a humantime duration: `30s`, `2m`); the connect timeout is capped by it.
+pub const TIMEOUT_ENV: &str = "CREDROT_AWS_TIMEOUT";
+
+/// How long one attempt may wait for its answer, unless `CREDROT_AWS_TIMEOUT` says otherwise.
+const DEFAULT_ATTEMPT: Duration = Duration::from_secs(30);
+
+/// How long a connection may take to open.
+const CONNECT: Duration = Duration::from_secs(5);
+
+/// Attempts in a row that got no answer after which a call gives up, whatever the retry
+/// settings allow: an endpoint that accepts and never answers fails a call within about
+/// this many attempt timeouts (plus back-off), not after every retry.
+const MAX_UNANSWERED: u32 = 3;
+
+/// The timeouts of every AWS client of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// One attempt, from sending the request to the end of the answer.
+    pub attempt: Duration,
+}
+
+impl Timeouts {
+    /// The defaults, with `CREDROT_AWS_TIMEOUT` applied.
+    pub fn from_env() -> Timeouts {
+        let value = std::env::var(TIMEOUT_ENV).ok();
+        Timeouts::from_setting(value.as_deref())
+    }
+
+    fn from_setting(value: Option<&str>) -> Timeouts {
+        let attempt = match value.map(|v| (v, humantime::parse_duration(v.trim()))) {
+            None => DEFAULT_ATTEMPT,
+            Some((_, Ok(d))) if !d.is_zero() && d <= Duration::from_secs(3600) => d,
+            Some((v, _)) => {
+                warn!(
+                    "{TIMEOUT_ENV}={v:?} is not a duration between 1ms and 1h (e.g. 30s); using {}s",
+                    DEFAULT_ATTEMPT.as_secs()
+                );
+                DEFAULT_ATTEMPT
+            }
+        };
+        Timeouts {
+            connect: CONNECT.min(attempt),
+            attempt,
+        }
+    }
+}
+
+/// The endpoint of the operation's current request.
+#[derive(Debug, Clone)]
+struct Endpoint(String);
+
+impl Storable for Endpoint {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Attempts of this operation in a row that got no answer.
+#[derive(Debug, Clone, Copy)]
+struct Unanswered(u32);
+
+impl Storable for Unanswered {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The interceptor that says what a request waits for (debug), which endpoint did not
+/// answer (warn), and stops after [`MAX_UNANSWERED`] unanswered attempts.
+#[derive(Debug, Clone)]
+pub struct WaitWatch {
+    timeouts: Timeouts,
+}
+
+impl WaitWatch {
+    /// A watch over requests made with `timeouts`.
+    pub fn new(timeouts: Timeouts) -> WaitWatch {
+        WaitWatch { timeouts }
+    }
+}
+
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map(|m| format!("{}:{}", m.service(), m.name()))
+        .unwrap_or_else(|| "an AWS call".to_string())
+}
+
+fn endpoint(cfg: &ConfigBag) -> String {
+    cfg.load::<Endpoint>()
+        .map(|e| e.0.clone())
+        .unwrap_or_else(|| "the AWS endpoint".to_string())
+}
+
+impl Intercept for WaitWatch {
+    fn name(&self) -> &'static str {
+        "WaitWatch"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let unanswered = cfg.load::<Unanswered>().map_or(0, |u| u.0);
+        if unanswered >= MAX_UNANSWERED {
+            return Err(format!(
+                "{} did not answer {} in {unanswered} attempts of {}s each; giving up",
+                endpoint(cfg),
+                operation(cfg),
+                self.timeouts.attempt.as_secs_f64()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Without the query: it names the operation, never a credential, but is noise.
+        let uri = context.request().uri();
+        let uri = uri.split('?').next().unwrap_or(uri).to_string();
+        debug!(
+            "{}: waiting for {uri} (at most {}s to connect, {}s for the answer)",
+            operation(cfg),
+            self.timeouts.connect.as_secs_f64(),
+            self.timeouts.attempt.as_secs_f64()
+        );
+        cfg.interceptor_state().store_put(Endpoint(uri));
+        Ok(())
+    }
+
+    /// Name the endpoint in an attempt's timeout, which the SDK reports without it, and
+    /// count the attempt as unanswered.
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(result) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        let (endpoint, operation) = (endpoint(cfg), operation(cfg));
+        let replacement = match result {
+            Err(e) if e.is_timeout_error() => {
+                let why = format!(
+                    "no answer from {endpoint} within {}s",
+                    self.timeouts.attempt.as_secs_f64()
+                );
+                Some((OrchestratorError::timeout(why.clone().into()), why))
+            }
+            Err(e)
+                if e.as_connector_error()
+                    .is_some_and(ConnectorError::is_timeout) =>
+            {
+                let why = format!(
+                    "could not connect to {endpoint} within {}s",
+                    self.timeouts.connect.as_secs_f64()
+                );
+                Some((
+                    OrchestratorError::connector(ConnectorError::timeout(why.clone().into())),
+                    why,
+                ))
+            }
+            _ => None,
+        };
+        match replacement {
+            Some((error, why)) => {
+                let unanswered = cfg.load::<Unanswered>().map_or(0, |u| u.0) + 1;
+                warn!("{operation}: {why} (attempt {unanswered} of at most {MAX_UNANSWERED} without an answer); {TIMEOUT_ENV} sets the wait");
+                cfg.interceptor_state().store_put(Unanswered(unanswered));
+                *result = Err(error);
+            }
+            None => {
+                cfg.interceptor_state().store_put(Unanswered(0));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_timeout_comes_from_the_environment_and_caps_the_connect_timeout() {
+        assert_eq!(
+            Timeouts::from_setting(None),
+            Timeouts {
+                connect: CONNECT,
+                attempt: DEFAULT_ATTEMPT
+            }
+        );
+        let short = Timeouts::from_setting(Some("2s"));
+        assert_eq!(short.attempt, Duration::from_secs(2));
+        assert_eq!(short.connect, Duration::from_secs(2));
+        assert_eq!(
+            Timeouts::from_setting(Some("2m")).attempt,
+            Duration::from_secs(120)
+        );
+        for bad in ["0s", "soon", "", "2d"] {
+            assert_eq!(
+                Timeouts::from_setting(Some(bad)).attempt,
+                DEFAULT_ATTEMPT,
+                "{bad}"
+            );
+        }
+    }
+}
