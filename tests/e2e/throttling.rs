@@ -1,7 +1,7 @@
 //! Raising --concurrency against a throttling endpoint slows credrot down instead of
 //! failing it: the SDK's adaptive retry backs off when the endpoint throttles.
 //!
-//! The proxy throttles by count (every third first attempt of each action), not above a
+//! The proxy throttles by count (every tenth first attempt of each action), not above a
 //! rate: the same requests are throttled however fast or slow the machine is.
 
 use crate::harness::{FaultProxy, Moto};
@@ -36,7 +36,7 @@ fn high_concurrency_against_a_rate_limit_still_rotates_everyone() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rotated"], users.len());
-    // Every action of a rotation was throttled: 30 users make 30 requests of each.
+    // Every action of a rotation was throttled: 30 users make 30 first attempts of each.
     for action in ["ListAccessKeys", "CreateAccessKey", "GetCallerIdentity"] {
         assert!(
             stats["throttled_by_action"][action].as_u64() >= Some(3),
