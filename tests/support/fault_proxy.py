@@ -6,10 +6,12 @@ as real AWS endpoints do: above a request rate (--max-rps), or by count (--throt
 which throttles the same requests however fast or slow the machine is.
 
 It can also hold requests (--hold-nth, --hold-action): from the Nth matching request on,
-requests are not forwarded; the first held one writes --hold-file, so a test can wait for
-that file and kill the client at an exact point (between two PutParameter calls, or after
-exactly K requests reached the emulator). GET /__proxy/release forwards the held requests
-and stops holding.
+requests are not forwarded (or, with --hold-after-forward, forwarded but not answered); the
+first held one writes --hold-file, so a test can wait for that file and kill the client at
+an exact point (between two PutParameter calls, or after exactly K requests reached the
+emulator). GET /__proxy/release lets the held requests go on and stops holding. The stats'
+"in_flight" counts requests the emulator has not answered yet: a test waits for 0 before it
+looks at the emulator's state.
 
 GET /__proxy/stats returns the counts as JSON, with the requests received per AWS action
 under "by_action" (the `Action=` of a query-protocol body such as IAM's and STS's, or the
@@ -25,6 +27,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,13 +41,18 @@ class Stats:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "forwarded": 0, "error_500": 0, "throttled": 0,
                        "reset_before": 0, "reset_after": 0, "rate_limited": 0,
-                       "throttled_every": 0, "held": 0}
+                       "throttled_every": 0, "held": 0, "in_flight": 0}
         self.by_action = {}
         self.throttled_by_action = {}
 
     def bump(self, name):
         with self.lock:
             self.counts[name] += 1
+
+    def add_in_flight(self, delta):
+        """Requests sent to the emulator and not yet answered by it."""
+        with self.lock:
+            self.counts["in_flight"] += delta
 
     def throttled_by_count(self, action):
         with self.lock:
@@ -231,9 +239,11 @@ def make_handler(args, stats, limiter, rng, rng_lock):
                 return
             action = action_of(self.headers, body)
             stats.request(action)
-            if hold.should_hold(action):
+            held = hold.should_hold(action)
+            if held:
                 stats.bump("held")
-                hold.wait()
+                if not args.hold_after_forward:
+                    hold.wait()
             if args.latency_ms:
                 time.sleep(args.latency_ms / 1000.0)
             if not limiter.allow():
@@ -261,6 +271,7 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             headers["Host"] = self.headers.get("Host", "")
             conn = upstream_connection()
+            stats.add_in_flight(1)
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -270,7 +281,12 @@ def make_handler(args, stats, limiter, rng, rng_lock):
                 conn.close()
                 self.aws_error(502, "InternalFailure", "upstream failed")
                 return
+            finally:
+                stats.add_in_flight(-1)
             stats.bump("forwarded")
+            if held and args.hold_after_forward:
+                # The emulator did the work; the client waits for an answer that is held.
+                hold.wait()
             if fault:
                 # The emulator did the work, but the answer is lost on the way back: the
                 # hardest case for a client that must not orphan what it created.
@@ -290,6 +306,16 @@ def make_handler(args, stats, limiter, rng, rng_lock):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that went away (killed by a test, or timed out) is no proxy error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--upstream", required=True, help="the emulator, e.g. http://127.0.0.1:5000")
@@ -307,12 +333,13 @@ def main():
                         help="only requests of this AWS action match --hold-nth (default: any)")
     parser.add_argument("--hold-file", default="", metavar="PATH",
                         help="written when the first request is held")
+    parser.add_argument("--hold-after-forward", action="store_true",
+                        help="forward held requests to the emulator and hold their answers")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     stats = Stats()
     handler = make_handler(args, stats, RateLimiter(args.max_rps), random.Random(args.seed), threading.Lock())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", args.port), handler)
     print("listening on %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
