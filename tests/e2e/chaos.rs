@@ -390,11 +390,6 @@ fn ssm_torn_pair_is_detected_and_repaired() {
         String::from_utf8_lossy(&rerun.stdout),
         String::from_utf8_lossy(&rerun.stderr)
     );
-    println!(
-        "rerun: {}\n{}",
-        String::from_utf8_lossy(&rerun.stdout),
-        String::from_utf8_lossy(&rerun.stderr)
-    );
     let fleet = Fleet {
         users: vec![(
             USER.to_string(),
