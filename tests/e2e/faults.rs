@@ -2,8 +2,9 @@
 //! (HTTP 500, Throttling, connection resets before and after the emulator did the work).
 //! After the runs and one clean run, every user must hold a working key that its store hands
 //! out, at most two keys, no key newer than the stored one (an orphan), and an audit log
-//! whose hash chain verifies.
+//! whose hash chain verifies. A second test does the same over every store kind at once.
 
+use crate::chaos::Chaos;
 use crate::harness::{key_of, keys_by_age, read_json, FaultProxy, Moto};
 
 const PATH: &str = "/Faulty/";
@@ -110,4 +111,32 @@ fn two_hundred_rotations_under_injected_faults_keep_every_invariant() {
         "{stats}"
     );
     assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// The fault suite over every store kind at once (file, SSM, Secrets Manager, 1Password):
+/// runs through a proxy failing 15% of the AWS requests, then one clean run with default
+/// flags that must converge and leave every invariant of tests/e2e/invariants.rs.
+#[test]
+#[ignore = "defect 8, orphans: busy after a lost CreateAccessKey answer; a verified key whose rollback delete failed fails the user"]
+fn every_store_kind_under_injected_faults_converges_with_default_flags() {
+    const PATH: &str = "/FaultyAll/";
+    let config = format!(
+        "[paths.FaultyAll]\nstores = [\n{}\n]\n",
+        crate::invariants::EVERY_KIND
+    );
+    let users: Vec<String> = (0..16).map(|i| format!("all-{i:02}")).collect();
+    let mut chaos = Chaos::new(&users, PATH, &config, &["rotate", "--path", PATH]);
+    let proxy_seed = chaos.rng.u32(..).to_string();
+    let proxy = FaultProxy::start(&chaos.moto.endpoint, 0.15, &["--seed", &proxy_seed]);
+    for _ in 0..3 {
+        chaos.faulty_round(&proxy);
+    }
+    let stats = proxy.stats();
+    println!("faults over every store kind: {stats}");
+    assert!(
+        stats["faults"].as_u64().unwrap() * 100 >= stats["requests"].as_u64().unwrap() * 10,
+        "{stats}"
+    );
+    drop(proxy);
+    chaos.rerun_and_check();
 }

@@ -3,11 +3,13 @@
 
 mod harness;
 mod home;
+mod invariants;
 mod proxy;
 
 mod audit;
 mod bad_input;
 mod bench;
+mod chaos;
 mod completions;
 mod concurrency;
 mod config_errors;

@@ -2,20 +2,32 @@
 """An HTTP proxy for credrot's tests and benchmark: it sits between credrot and the moto
 emulator and injects faults at a set rate (HTTP 500, AWS Throttling errors, connection
 resets before or after the request reached the emulator), adds latency, and can throttle
-above a request rate, as real AWS endpoints do.
+as real AWS endpoints do: above a request rate (--max-rps), or by count (--throttle-every),
+which throttles the same requests however fast or slow the machine is.
+
+It can also hold requests (--hold-nth, --hold-action): from the Nth matching request on,
+requests are not forwarded (or, with --hold-after-forward, forwarded but not answered); the
+first held one writes --hold-file, so a test can wait for that file and kill the client at
+an exact point (between two PutParameter calls, or after exactly K requests reached the
+emulator). GET /__proxy/release lets the held requests go on and stops holding. The stats'
+"in_flight" counts requests the emulator has not answered yet: a test waits for 0 before it
+looks at the emulator's state.
 
 GET /__proxy/stats returns the counts as JSON, with the requests received per AWS action
 under "by_action" (the `Action=` of a query-protocol body such as IAM's and STS's, or the
-operation in a JSON protocol's X-Amz-Target header). The proxy prints "listening on PORT"
-once it accepts connections.
+operation in a JSON protocol's X-Amz-Target header), and the requests throttled by count
+per action under "throttled_by_action". The proxy prints "listening on PORT" once it
+accepts connections.
 """
 
 import argparse
 import http.client
 import json
+import os
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,12 +40,24 @@ class Stats:
     def __init__(self):
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "forwarded": 0, "error_500": 0, "throttled": 0,
-                       "reset_before": 0, "reset_after": 0, "rate_limited": 0}
+                       "reset_before": 0, "reset_after": 0, "rate_limited": 0,
+                       "throttled_every": 0, "held": 0, "in_flight": 0}
         self.by_action = {}
+        self.throttled_by_action = {}
 
     def bump(self, name):
         with self.lock:
             self.counts[name] += 1
+
+    def add_in_flight(self, delta):
+        """Requests sent to the emulator and not yet answered by it."""
+        with self.lock:
+            self.counts["in_flight"] += delta
+
+    def throttled_by_count(self, action):
+        with self.lock:
+            self.counts["throttled_every"] += 1
+            self.throttled_by_action[action] = self.throttled_by_action.get(action, 0) + 1
 
     def request(self, action):
         """Count one received request, and which AWS action it asked for."""
@@ -45,8 +69,9 @@ class Stats:
         with self.lock:
             counts = dict(self.counts)
             counts["by_action"] = dict(self.by_action)
-        counts["faults"] = sum(counts[k] for k in
-                               ("error_500", "throttled", "reset_before", "reset_after", "rate_limited"))
+            counts["throttled_by_action"] = dict(self.throttled_by_action)
+        counts["faults"] = sum(counts[k] for k in ("error_500", "throttled", "reset_before",
+                                                   "reset_after", "rate_limited", "throttled_every"))
         return counts
 
 
@@ -87,7 +112,73 @@ class RateLimiter:
             return False
 
 
+def first_attempt(headers):
+    """Whether the SDK sends this request for the first time: its `amz-sdk-request` header
+    says `attempt=1` (a client without the header counts every request as a first one)."""
+    for pair in (headers.get("amz-sdk-request") or "").split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name == "attempt" and value.isdigit():
+            return int(value) <= 1
+    return True
+
+
+class CountThrottle:
+    """Throttles every Nth first attempt, counted over all requests or per action.
+
+    Only first attempts count and are throttled, so the SDK's retry of a throttled request
+    always goes through: each throttle costs the client exactly one retry, whatever the
+    interleaving of concurrent requests.
+    """
+
+    def __init__(self, every, per_action):
+        self.every = every
+        self.per_action = per_action
+        self.seen = {}
+        self.lock = threading.Lock()
+
+    def throttle(self, action, headers):
+        if self.every <= 0 or not first_attempt(headers):
+            return False
+        key = action if self.per_action else ""
+        with self.lock:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            return self.seen[key] % self.every == 0
+
+
+class Hold:
+    """Holds the Nth request matching an action (any action when none is given) and every
+    matching request after it, until released. The first held request writes the hold file
+    (atomically: a reader never sees it half written)."""
+
+    def __init__(self, nth, action, path):
+        self.nth = nth
+        self.action = action
+        self.path = path
+        self.seen = 0
+        self.lock = threading.Lock()
+        self.released = threading.Event()
+
+    def should_hold(self, action):
+        if self.nth <= 0 or self.released.is_set() or (self.action and action != self.action):
+            return False
+        with self.lock:
+            self.seen += 1
+            if self.seen < self.nth:
+                return False
+            if self.seen == self.nth and self.path:
+                temp = self.path + ".tmp"
+                with open(temp, "w") as f:
+                    json.dump({"action": action, "nth": self.seen}, f)
+                os.rename(temp, self.path)
+            return True
+
+    def wait(self):
+        self.released.wait()
+
+
 def make_handler(args, stats, limiter, rng, rng_lock):
+    throttle = CountThrottle(args.throttle_every, args.throttle_per_action)
+    hold = Hold(args.hold_nth, args.hold_action, args.hold_file)
     upstream = urlparse(args.upstream)
     local = threading.local()
 
@@ -142,12 +233,26 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             if self.path == "/__proxy/stats":
                 self.reply(200, json.dumps(stats.snapshot()), "application/json")
                 return
-            stats.request(action_of(self.headers, body))
+            if self.path == "/__proxy/release":
+                hold.released.set()
+                self.reply(200, "{}", "application/json")
+                return
+            action = action_of(self.headers, body)
+            stats.request(action)
+            held = hold.should_hold(action)
+            if held:
+                stats.bump("held")
+                if not args.hold_after_forward:
+                    hold.wait()
             if args.latency_ms:
                 time.sleep(args.latency_ms / 1000.0)
             if not limiter.allow():
                 stats.bump("rate_limited")
                 self.aws_error(400, "Throttling", "Rate exceeded")
+                return
+            if throttle.throttle(action, self.headers):
+                stats.throttled_by_count(action)
+                self.aws_error(400, "Throttling", "Rate exceeded (every Nth request)")
                 return
             roll, kind = draw()
             fault = roll < args.fault_rate
@@ -166,6 +271,7 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             headers["Host"] = self.headers.get("Host", "")
             conn = upstream_connection()
+            stats.add_in_flight(1)
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -175,7 +281,12 @@ def make_handler(args, stats, limiter, rng, rng_lock):
                 conn.close()
                 self.aws_error(502, "InternalFailure", "upstream failed")
                 return
+            finally:
+                stats.add_in_flight(-1)
             stats.bump("forwarded")
+            if held and args.hold_after_forward:
+                # The emulator did the work; the client waits for an answer that is held.
+                hold.wait()
             if fault:
                 # The emulator did the work, but the answer is lost on the way back: the
                 # hardest case for a client that must not orphan what it created.
@@ -195,6 +306,16 @@ def make_handler(args, stats, limiter, rng, rng_lock):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that went away (killed by a test, or timed out) is no proxy error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--upstream", required=True, help="the emulator, e.g. http://127.0.0.1:5000")
@@ -202,12 +323,23 @@ def main():
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
     parser.add_argument("--max-rps", type=float, default=0.0, help="throttle above this rate (0: off)")
+    parser.add_argument("--throttle-every", type=int, default=0, metavar="N",
+                        help="throttle every Nth first attempt (0: off); retries always pass")
+    parser.add_argument("--throttle-per-action", action="store_true",
+                        help="count --throttle-every per AWS action instead of over all requests")
+    parser.add_argument("--hold-nth", type=int, default=0, metavar="N",
+                        help="hold the Nth matching request and every later one (0: off)")
+    parser.add_argument("--hold-action", default="", metavar="ACTION",
+                        help="only requests of this AWS action match --hold-nth (default: any)")
+    parser.add_argument("--hold-file", default="", metavar="PATH",
+                        help="written when the first request is held")
+    parser.add_argument("--hold-after-forward", action="store_true",
+                        help="forward held requests to the emulator and hold their answers")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     stats = Stats()
     handler = make_handler(args, stats, RateLimiter(args.max_rps), random.Random(args.seed), threading.Lock())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", args.port), handler)
     print("listening on %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
