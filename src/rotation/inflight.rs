@@ -1,17 +1,24 @@
-//! Local records of keys this host is handing out, so that a run can tell a dead run's key
-//! from a live one's. A run writes `<dir>/<key id>` right after creating a key (run id,
-//! host, pid and the process's start time) and removes it once the key is stored or undone.
-//! A record left behind names a process: if it is gone (or the pid now belongs to another
-//! process), the run that made the key was killed, and the next run takes its work over at
-//! once instead of waiting for the lock TTL. Records from other hosts (a shared home) and
-//! keys without a record say nothing; the TTL decides for them.
+//! Local records of the users this host is rotating, so that a run can tell a dead run's
+//! key from a live one's. Right before `CreateAccessKey` a run writes
+//! `<dir>/user-<name>.<pid>` (host, pid, the process's start time, the time, the run id) and
+//! removes it once the user is done: the key stored, or undone and deleted. A record left
+//! behind names a process: if it is gone (or the pid now belongs to another process), the run
+//! was killed, and a key it may have created (one no older than the record) is taken over at
+//! once instead of after the lock TTL. That covers a key whose `CreateAccessKey` answer was
+//! lost, too: the record was written before the call. Records from other hosts (a shared
+//! home) and keys without a record say nothing; the TTL decides for them.
 //!
-//! The records hold no secret. The directory is `$CREDROT_STATE_DIR`, else
+//! The records hold no secret. The directory is `$CREDROT_STATE_DIR/inflight`, else
 //! `$XDG_STATE_HOME/credrot/inflight` (`~/.local/state/credrot/inflight`).
 
 use super::planner::Owner;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long after its record a run's key can have been created: `CreateAccessKey` with
+/// every retry the SDK makes, with room to spare. A record older than that claims nothing.
+const CLAIM_WINDOW: Duration = Duration::from_secs(600);
 
 /// The record directory of this host.
 #[derive(Debug, Clone)]
@@ -28,6 +35,15 @@ struct Process {
     /// Start time in clock ticks since boot (`/proc/PID/stat` field 22): tells a reused pid
     /// from the process that wrote the record.
     start: Option<u64>,
+}
+
+/// One record, as read back.
+struct Record {
+    host: String,
+    pid: u32,
+    start: Option<u64>,
+    written: SystemTime,
+    run: String,
 }
 
 impl InflightRecords {
@@ -54,70 +70,94 @@ impl InflightRecords {
         }
     }
 
-    fn path(&self, key_id: &str) -> Option<PathBuf> {
-        // Key ids are upper-case letters and digits; anything else is not a file name.
-        key_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric())
-            .then(|| self.dir.join(key_id))
+    /// IAM user names are `[A-Za-z0-9+=,.@_-]`, so with a prefix each is a file name.
+    fn prefix(user: &str) -> String {
+        format!("user-{user}.")
     }
 
-    /// Record that this process, run `run_id`, is handing out `key_id`. Failing to record
-    /// only costs a faster takeover after a crash, so it is reported, not fatal.
-    pub fn begin(&self, key_id: &str, run_id: &str) {
-        let Some(path) = self.path(key_id) else {
-            return;
-        };
+    fn path(&self, user: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}{}", Self::prefix(user), self.me.pid))
+    }
+
+    /// Record that this process, run `run_id`, is about to create a key for `user`. Failing
+    /// to record only costs a slower takeover after a crash, so it is reported, not fatal.
+    pub fn begin(&self, user: &str, run_id: &str) {
+        let path = self.path(user);
+        let written = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let line = format!(
-            "{} {} {} {}\n",
+            "{} {} {} {written} {run_id}\n",
             self.me.host,
             self.me.pid,
             self.me.start.map(|s| s.to_string()).unwrap_or("-".into()),
-            run_id
         );
-        let written = crate::fsutil::create_private_dir(&self.dir).and_then(|()| {
+        let done = crate::fsutil::create_private_dir(&self.dir).and_then(|()| {
             let mut file = std::fs::File::create(&path)?;
             file.write_all(line.as_bytes())
         });
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), "cannot record the key in flight: {e}");
+        if let Err(e) = done {
+            tracing::warn!(path = %path.display(), "cannot record the rotation in flight: {e}");
         }
     }
 
-    /// The key is stored (or undone): forget it.
-    pub fn end(&self, key_id: &str) {
-        if let Some(path) = self.path(key_id) {
-            let _ = std::fs::remove_file(path);
-        }
+    /// This process is done with `user`: no key of it is left unstored.
+    pub fn end(&self, user: &str) {
+        let _ = std::fs::remove_file(self.path(user));
     }
 
-    /// What this host knows of the process that created `key_id`.
-    pub fn owner(&self, key_id: &str) -> Option<Owner> {
-        let text = std::fs::read_to_string(self.path(key_id)?).ok()?;
-        let mut fields = text.split_whitespace();
-        let (host, pid, start, run) = (
-            fields.next()?,
-            fields.next()?.parse::<u32>().ok()?,
-            fields.next()?,
-            fields.next().unwrap_or("?"),
-        );
-        if host != self.me.host {
-            return None;
+    /// What this host knows of the run that may have created a key of `user` at `created`:
+    /// a run whose record is no younger than the key (IAM dates keys to the second).
+    pub fn owner(&self, user: &str, created: SystemTime) -> Option<Owner> {
+        let prefix = Self::prefix(user);
+        let mut dead = None;
+        for entry in std::fs::read_dir(&self.dir).ok()?.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let Some(record) = read_record(&entry.path()) else {
+                continue;
+            };
+            // A run creates its key right after writing the record: it claims keys of the
+            // second before (IAM dates keys to the second) up to its calls' longest wait.
+            let claims = created + Duration::from_secs(1) >= record.written
+                && created <= record.written + CLAIM_WINDOW;
+            if record.host != self.me.host || !claims {
+                continue;
+            }
+            let who = format!("run {} (pid {} on {})", record.run, record.pid, record.host);
+            if is_alive(&record) {
+                return Some(Owner::Alive(who));
+            }
+            dead = Some(Owner::Dead(who));
         }
-        let who = format!("run {run} (pid {pid} on {host})");
-        if !Path::new("/proc/self").exists() {
-            // No way to tell on this system: assume the worst, the TTL decides.
-            return Some(Owner::Alive(who));
-        }
-        let recorded_start = start.parse::<u64>().ok();
-        let alive = Path::new(&format!("/proc/{pid}")).exists()
-            && (recorded_start.is_none() || start_time(pid) == recorded_start);
-        Some(if alive {
-            Owner::Alive(who)
-        } else {
-            Owner::Dead(who)
-        })
+        dead
     }
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut fields = text.split_whitespace();
+    Some(Record {
+        host: fields.next()?.to_string(),
+        pid: fields.next()?.parse().ok()?,
+        start: fields.next()?.parse().ok(),
+        written: UNIX_EPOCH + Duration::from_secs(fields.next()?.parse().ok()?),
+        run: fields.next().unwrap_or("?").to_string(),
+    })
+}
+
+/// Whether the process of a record still runs. Without `/proc` there is no telling, and
+/// the answer is yes: the lock TTL then decides, as for another host.
+fn is_alive(record: &Record) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new(&format!("/proc/{}", record.pid)).exists()
+        && (record.start.is_none() || start_time(record.pid) == record.start)
 }
 
 fn host_name() -> String {
@@ -144,31 +184,44 @@ mod tests {
     fn a_record_of_this_process_is_alive_and_of_a_gone_one_dead() {
         let dir = tempfile::tempdir().unwrap();
         let records = InflightRecords::at(dir.path().join("inflight"));
-        assert_eq!(records.owner("AKIAONE"), None, "no record, nothing known");
-        records.begin("AKIAONE", "run-1");
-        assert!(matches!(records.owner("AKIAONE"), Some(Owner::Alive(w)) if w.contains("run-1")));
+        let later = SystemTime::now() + Duration::from_secs(5);
+        assert_eq!(
+            records.owner("app", later),
+            None,
+            "no record, nothing known"
+        );
+        records.begin("app", "run-1");
+        assert!(
+            matches!(records.owner("app", later), Some(Owner::Alive(w)) if w.contains("run-1"))
+        );
+        // A key older than the record is not this run's.
+        let before = SystemTime::now() - Duration::from_secs(60);
+        assert_eq!(records.owner("app", before), None);
+        assert_eq!(records.owner("other", later), None);
 
-        // A process that has exited: its pid's start time no longer matches (or it is gone).
+        // A process that has exited: gone, or its pid's start time no longer matches.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let line = format!("{} {pid} 1 run-2\n", records.me.host);
-        std::fs::write(dir.path().join("inflight/AKIATWO"), line).unwrap();
-        assert!(matches!(records.owner("AKIATWO"), Some(Owner::Dead(_))));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let line = format!("{} {pid} 1 {now} run-2\n", records.me.host);
+        std::fs::write(dir.path().join(format!("inflight/user-batch.{pid}")), line).unwrap();
+        assert!(
+            matches!(records.owner("batch", later), Some(Owner::Dead(w)) if w.contains("run-2"))
+        );
 
-        std::fs::write(
-            dir.path().join("inflight/AKIATHREE"),
-            "otherhost 1 1 run-3\n",
-        )
-        .unwrap();
+        let foreign = format!("otherhost 1 1 {now} run-3\n");
+        std::fs::write(dir.path().join("inflight/user-remote.1"), foreign).unwrap();
         assert_eq!(
-            records.owner("AKIATHREE"),
+            records.owner("remote", later),
             None,
             "another host's record says nothing"
         );
 
-        records.end("AKIAONE");
-        assert_eq!(records.owner("AKIAONE"), None);
-        assert_eq!(records.path("../x"), None);
+        records.end("app");
+        assert_eq!(records.owner("app", later), None);
     }
 }

@@ -11,7 +11,8 @@
 //!   key, or, when no store holds one, the user is rotated now.
 
 use super::retire::{
-    decide, parse_tag_time, RetireFacts, Retirement, DEACTIVATED_TAG, VERIFIED_TAG,
+    decide, is_own_verification, parse_tag_time, RetireFacts, Retirement, DEACTIVATED_TAG,
+    VERIFIED_TAG,
 };
 use crate::aws::{KeyMeta, KeyUse};
 use crate::policy::{Mode, RotationPolicy};
@@ -374,22 +375,26 @@ impl<'a> View<'a> {
             .map(|(_, id)| id)
     }
 
-    /// Active keys that no store holds and that are newer than every key a store holds:
-    /// what a run killed between creating a key and storing it leaves behind (IAM creates
-    /// keys Active; an Inactive key was put in that state on purpose).
-    fn orphans(&self) -> Vec<&'a KeyMeta> {
-        let Some(newest) = self
+    /// Keys created by a run that was interrupted before storing them, whose secret is gone:
+    /// Active keys that no store holds and that are newer than every key a store holds (IAM
+    /// creates keys Active; an Inactive key was put in that state on purpose), and any
+    /// unstored key whose creator this host saw die. The second kind is known to be
+    /// credrot's own (`true`): its use, if any, was credrot's verification.
+    fn orphans(&self) -> Vec<(&'a KeyMeta, bool)> {
+        let newest = self
             .protected
             .iter()
             .filter_map(|id| self.created(id))
-            .max()
-        else {
-            return Vec::new();
-        };
+            .max();
         self.seen
             .keys
             .iter()
-            .filter(|k| k.active && !self.protected.contains(&k.id) && k.created > newest)
+            .filter(|k| k.active && !self.protected.contains(&k.id))
+            .filter_map(|k| {
+                let ours = matches!(self.seen.owners.get(&k.id), Some(Owner::Dead(_)));
+                let newer = newest.is_some_and(|n| k.created > n);
+                (ours || newer).then_some((k, ours))
+            })
             .collect()
     }
 
@@ -412,11 +417,15 @@ pub fn questions(seen: &Observed, rules: Rules<'_>) -> Questions {
         return Questions::default();
     }
     let orphans = view.orphans();
-    let mut usage: Vec<String> = orphans.iter().map(|k| k.id.clone()).collect();
+    let mut usage: Vec<String> = orphans
+        .iter()
+        .filter(|(_, ours)| !ours)
+        .map(|(k, _)| k.id.clone())
+        .collect();
     let remaining: Vec<KeyMeta> = seen
         .keys
         .iter()
-        .filter(|k| !orphans.iter().any(|o| o.id == k.id))
+        .filter(|k| !orphans.iter().any(|(o, _)| o.id == k.id))
         .cloned()
         .collect();
     let staged = rules.policy.mode == Mode::Staged && remaining.len() == MAX_KEYS;
@@ -479,8 +488,11 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
         }
     }
     let orphans = view.orphans();
-    for orphan in &orphans {
-        if let Some(Some(usage)) = seen.usage.get(&orphan.id) {
+    for (orphan, ours) in &orphans {
+        let usage = seen.usage.get(&orphan.id).cloned().flatten();
+        // credrot verifies a key minutes after creating it; that use is its own.
+        let used = usage.filter(|u| !ours && !is_own_verification(orphan.created, None, u));
+        if let Some(usage) = used {
             return Err(PlanError::UnmanagedKeyInUse {
                 key_id: orphan.id.clone(),
                 usage: format!(
@@ -498,7 +510,7 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
     let remaining: Vec<KeyMeta> = seen
         .keys
         .iter()
-        .filter(|k| !orphans.iter().any(|o| o.id == k.id))
+        .filter(|k| !orphans.iter().any(|(o, _)| o.id == k.id))
         .cloned()
         .collect();
     let current_key = current(&remaining, &view.protected).cloned();

@@ -66,24 +66,23 @@ impl Engine {
                     let Some(key) = &new.key else {
                         return Err(cause);
                     };
-                    let error = self
+                    return Err(self
                         .undo(target, key, &holding[..new.written], &ctx, cause, true)
-                        .await;
-                    self.forget(key);
-                    return Err(error);
+                        .await);
                 }
             }
         }
         if let Some(key) = new.key {
-            self.forget(&key);
+            self.forget(&target.user);
             report.new_key = Some(key);
         }
         Ok(())
     }
 
-    pub(super) fn forget(&self, key: &AccessKey) {
+    /// The user is done: no key this run created is left without a store or a deletion.
+    pub(super) fn forget(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
-            records.end(&key.id);
+            records.end(user);
         }
     }
 
@@ -161,6 +160,11 @@ impl Engine {
                 }
             }
             Step::Create => {
+                // Recorded before the call, so that a key whose answer is lost (or whose
+                // run is killed) is known on this host as a dead run's.
+                if let Some(records) = &self.options.inflight {
+                    records.begin(&target.user, &self.options.run_id);
+                }
                 let created = self.iam.create_key(&target.user).await;
                 self.emit(
                     target,
@@ -175,12 +179,17 @@ impl Engine {
                     report.note = Some(
                         "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
                     );
+                    self.forget(&target.user);
                     return Ok(false);
                 }
-                let (meta, key) = created?;
-                if let Some(records) = &self.options.inflight {
-                    records.begin(&meta.id, &self.options.run_id);
+                if let Err(e) = &created {
+                    // An answer that never came may hide a key IAM did create: the record
+                    // stays, so that the next run on this host deletes that key.
+                    if e.kind != AwsErrorKind::Unreachable {
+                        self.forget(&target.user);
+                    }
                 }
+                let (meta, key) = created?;
                 info!(user = %target.user, key = %meta.id, "created new key");
                 report.created = Some(meta.id.clone());
                 new.key = Some(key);
@@ -327,12 +336,21 @@ impl Engine {
                     "rolled back: stores restored, new key {} deleted, old keys untouched",
                     new_key.id
                 ),
-                Err(e) => format!(
-                    "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
-                    new_key.id
-                ),
+                Err(e) => {
+                    // The in-flight record stays: the next run on this host sees a dead
+                    // run's key and deletes it (elsewhere, once --lock-ttl has passed).
+                    return RotateError::RolledBack {
+                        cause: Box::new(cause),
+                        cleanup: format!(
+                            "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
+                            new_key.id
+                        ),
+                    };
+                }
             }
         };
+        // Nothing of this run is left in IAM without a store (a kept key is in one).
+        self.forget(&target.user);
         RotateError::RolledBack {
             cause: Box::new(cause),
             cleanup,

@@ -69,7 +69,11 @@ impl Engine {
             Some(records) => keys
                 .iter()
                 .filter(|k| now.duration_since(k.created).unwrap_or_default() < ttl)
-                .filter_map(|k| records.owner(&k.id).map(|o| (k.id.clone(), o)))
+                .filter_map(|k| {
+                    records
+                        .owner(&target.user, k.created)
+                        .map(|o| (k.id.clone(), o))
+                })
                 .collect(),
             None => BTreeMap::new(),
         };

@@ -321,7 +321,43 @@ fn lock_plans() {
     alive_first
         .owners
         .insert("FIRST".into(), Owner::Alive("run r (pid 1 on h)".into()));
+    let mut dead_beside_empty = seen(
+        vec![key("SEED", true, 60), key("MINE", true, 30)],
+        vec![empty()],
+    );
+    dead_beside_empty
+        .owners
+        .insert("MINE".into(), Owner::Dead("run r (pid 1 on h)".into()));
+    let mut verified_by_us = seen(
+        vec![key("OLD", true, 2 * DAY), key("UNDONE", true, 1000)],
+        vec![holds("OLD")],
+    );
+    // Past the lock TTL, and used a minute after its creation: by credrot's STS check.
+    verified_by_us.usage.insert(
+        "UNDONE".into(),
+        Some(KeyUse {
+            date: at(940),
+            service: "sts".into(),
+            region: "us-east-1".into(),
+        }),
+    );
     let cases = vec![
+        Case {
+            name: "a dead run's key beside empty stores is an orphan (nobody has its secret)",
+            seen: dead_beside_empty,
+            mode: Mode::TwoKey,
+            steps: rotation(vec![Step::DeleteOrphan { key: "MINE".into() }], 1),
+            end: End::Rotated,
+        },
+        Case {
+            name: "an orphan used only by credrot's own verification is still an orphan",
+            seen: verified_by_us,
+            mode: Mode::TwoKey,
+            steps: vec![Step::DeleteOrphan {
+                key: "UNDONE".into(),
+            }],
+            end: End::Fresh,
+        },
         Case {
             name: "a young key a store lacks is another run's work",
             seen: seen(
