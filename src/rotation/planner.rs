@@ -353,7 +353,17 @@ impl<'a> View<'a> {
                 // IAM dates keys to the second: a key this host knows a live run is
                 // handing out is in flight even when it is as old as the stored one.
                 Some(Owner::Alive(_)) => true,
-                None => k.created > behind && !self.protected.is_empty(),
+                // Without a record: newer than what some store hands out, and not older
+                // than any stored key (a run creates its key after every stored one, so
+                // an older unstored key is a leftover, not work in progress).
+                None => {
+                    k.created > behind
+                        && !self.protected.is_empty()
+                        && !self
+                            .protected
+                            .iter()
+                            .any(|id| self.created(id).is_some_and(|c| c > k.created))
+                }
             })
             .max_by_key(|(k, _)| k.created)
     }

@@ -426,6 +426,28 @@ fn lock_plans() {
             end: End::Busy(String::new()),
         },
         Case {
+            name:
+                "a young unstored key older than a stored one is a leftover, not work in progress",
+            seen: {
+                // A killed run on this host wrote STORED to one store of two.
+                let mut half = seen(
+                    vec![key("SEED", true, 60), key("STORED", true, 30)],
+                    vec![holds("STORED"), empty()],
+                );
+                half.owners
+                    .insert("STORED".into(), Owner::Dead("run r (pid 1 on h)".into()));
+                half
+            },
+            mode: Mode::TwoKey,
+            steps: vec![
+                Step::VerifyStored {
+                    key: "STORED".into(),
+                },
+                fill(1, "STORED"),
+            ],
+            end: End::Fresh,
+        },
+        Case {
             name: "a young key every store holds is no lock",
             seen: seen(vec![key("NEW", true, 30)], vec![holds("NEW")]),
             mode: Mode::TwoKey,
