@@ -1,12 +1,14 @@
-//! Local records of the users this host is rotating, so that a run can tell a dead run's
-//! key from a live one's. Right before `CreateAccessKey` a run writes
-//! `<dir>/user-<name>.<pid>` (host, pid, the process's start time, the time, the run id) and
-//! removes it once the user is done: the key stored, or undone and deleted. A record left
-//! behind names a process: if it is gone (or the pid now belongs to another process), the run
-//! was killed, and a key it may have created (one no older than the record) is taken over at
-//! once instead of after the lock TTL. That covers a key whose `CreateAccessKey` answer was
-//! lost, too: the record was written before the call. Records from other hosts (a shared
-//! home) and keys without a record say nothing; the TTL decides for them.
+//! Local records of the users this host is rotating, so that a run can tell a dead or
+//! finished run's key from a live one's. Right before `CreateAccessKey` a run writes
+//! `<dir>/user-<name>.<pid>` (host, pid, the process's start time, the time, the run id), and
+//! once the user is done (the key stored, or undone) it adds the time it finished. A record
+//! that is finished, or whose process is gone (or whose pid now belongs to another process),
+//! means no run is at work on a key it may have created (one no older than the record, and
+//! for a finished record no younger than its end): whatever such a key is, the next run takes
+//! it over at once instead of waiting for the lock TTL. That covers a key whose
+//! `CreateAccessKey` answer was lost, too: the record was written before the call. Records
+//! from other hosts (a shared home) and keys without a record say nothing; the TTL decides
+//! for them. Records older than [`KEEP`] are removed when a run starts.
 //!
 //! The records hold no secret. The directory is `$CREDROT_STATE_DIR/inflight`, else
 //! `$XDG_STATE_HOME/credrot/inflight` (`~/.local/state/credrot/inflight`).
@@ -19,6 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How long after its record a run's key can have been created: `CreateAccessKey` with
 /// every retry the SDK makes, with room to spare. A record older than that claims nothing.
 const CLAIM_WINDOW: Duration = Duration::from_secs(600);
+
+/// How long records are kept: longer than the longest lock TTL, after which no key they
+/// could claim is young enough to matter.
+const KEEP: Duration = Duration::from_secs(8 * 86_400);
 
 /// The record directory of this host.
 #[derive(Debug, Clone)]
@@ -44,6 +50,8 @@ struct Record {
     start: Option<u64>,
     written: SystemTime,
     run: String,
+    /// When the run was done with the user, if it was.
+    finished: Option<SystemTime>,
 }
 
 impl InflightRecords {
@@ -55,7 +63,27 @@ impl InflightRecords {
                 .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?
                 .join("credrot"),
         };
-        Some(Self::at(dir.join("inflight")))
+        let records = Self::at(dir.join("inflight"));
+        records.prune();
+        Some(records)
+    }
+
+    /// Remove records too old to claim any key that matters.
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let old = read_record(&entry.path()).is_none_or(|r| {
+                now.duration_since(r.finished.unwrap_or(r.written))
+                    .unwrap_or_default()
+                    > KEEP
+            });
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Records kept in `dir`.
@@ -83,29 +111,40 @@ impl InflightRecords {
     /// Record that this process, run `run_id`, is about to create a key for `user`. Failing
     /// to record only costs a slower takeover after a crash, so it is reported, not fatal.
     pub fn begin(&self, user: &str, run_id: &str) {
-        let path = self.path(user);
-        let written = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let line = format!(
-            "{} {} {} {written} {run_id}\n",
+            "{} {} {} {} {run_id}",
             self.me.host,
             self.me.pid,
             self.me.start.map(|s| s.to_string()).unwrap_or("-".into()),
+            unix_secs(SystemTime::now()),
         );
+        self.write(user, &line);
+    }
+
+    /// This process is done with `user`: the key it created is stored or undone.
+    pub fn end(&self, user: &str) {
+        let path = self.path(user);
+        if let Ok(line) = std::fs::read_to_string(&path) {
+            let line = format!("{} {}", line.trim_end(), unix_secs(SystemTime::now()));
+            self.write(user, &line);
+        }
+    }
+
+    /// This process created no key for `user` after all (IAM refused it): no claim at all,
+    /// so that the key another run created meanwhile is not taken for this run's.
+    pub fn abandon(&self, user: &str) {
+        let _ = std::fs::remove_file(self.path(user));
+    }
+
+    fn write(&self, user: &str, line: &str) {
+        let path = self.path(user);
         let done = crate::fsutil::create_private_dir(&self.dir).and_then(|()| {
             let mut file = std::fs::File::create(&path)?;
-            file.write_all(line.as_bytes())
+            file.write_all(format!("{line}\n").as_bytes())
         });
         if let Err(e) = done {
             tracing::warn!(path = %path.display(), "cannot record the rotation in flight: {e}");
         }
-    }
-
-    /// This process is done with `user`: no key of it is left unstored.
-    pub fn end(&self, user: &str) {
-        let _ = std::fs::remove_file(self.path(user));
     }
 
     /// What this host knows of the run that may have created a key of `user` at `created`:
@@ -122,14 +161,16 @@ impl InflightRecords {
                 continue;
             };
             // A run creates its key right after writing the record: it claims keys of the
-            // second before (IAM dates keys to the second) up to its calls' longest wait.
+            // second before (IAM dates keys to the second) up to its end, or its calls'
+            // longest wait.
+            let until = record.finished.unwrap_or(record.written + CLAIM_WINDOW);
             let claims = created + Duration::from_secs(1) >= record.written
-                && created <= record.written + CLAIM_WINDOW;
+                && created <= until + Duration::from_secs(1);
             if record.host != self.me.host || !claims {
                 continue;
             }
             let who = format!("run {} (pid {} on {})", record.run, record.pid, record.host);
-            if is_alive(&record) {
+            if record.finished.is_none() && is_alive(&record) {
                 return Some(Owner::Alive(who));
             }
             dead = Some(Owner::Dead(who));
@@ -145,9 +186,20 @@ fn read_record(path: &Path) -> Option<Record> {
         host: fields.next()?.to_string(),
         pid: fields.next()?.parse().ok()?,
         start: fields.next()?.parse().ok(),
-        written: UNIX_EPOCH + Duration::from_secs(fields.next()?.parse().ok()?),
+        written: from_unix(fields.next()?)?,
         run: fields.next().unwrap_or("?").to_string(),
+        finished: fields.next().and_then(from_unix),
     })
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn from_unix(text: &str) -> Option<SystemTime> {
+    Some(UNIX_EPOCH + Duration::from_secs(text.parse().ok()?))
 }
 
 /// Whether the process of a record still runs. Without `/proc` there is no telling, and
@@ -221,7 +273,12 @@ mod tests {
             "another host's record says nothing"
         );
 
+        // Finished: its keys are no run's work any more; a key after its end is not its.
         records.end("app");
-        assert_eq!(records.owner("app", later), None);
+        assert!(matches!(
+            records.owner("app", SystemTime::now()),
+            Some(Owner::Dead(_))
+        ));
+        assert_eq!(records.owner("app", later + Duration::from_secs(60)), None);
     }
 }

@@ -62,7 +62,8 @@ pub struct StoreView {
 pub enum Owner {
     /// A credrot process on this host that is still running; the text names it.
     Alive(String),
-    /// A credrot process on this host that is gone (killed): its work can be taken over.
+    /// A credrot process on this host that is gone (killed) or done with the user: what it
+    /// left can be taken over.
     Dead(String),
 }
 
@@ -227,6 +228,9 @@ pub enum PlanError {
         "the user has {0} access keys but IAM allows {MAX_KEYS}; delete the extra keys by hand"
     )]
     TooManyKeys(usize),
+    /// The steps came in an order the executor cannot carry out (a bug, never expected).
+    #[error("internal error: {0}; nothing after this step was done, please report it")]
+    OutOfOrder(&'static str),
     /// A key no store hands out is in use: someone holds a copy credrot does not manage.
     #[error("key {key_id} is handed out by no store but was used ({usage}); credrot leaves it alone: find its user, then delete it or put it in a store")]
     UnmanagedKeyInUse {
@@ -432,12 +436,7 @@ pub fn questions(seen: &Observed, rules: Rules<'_>) -> Questions {
         .filter(|(_, ours)| !ours)
         .map(|(k, _)| k.id.clone())
         .collect();
-    let remaining: Vec<KeyMeta> = seen
-        .keys
-        .iter()
-        .filter(|k| !orphans.iter().any(|(o, _)| o.id == k.id))
-        .cloned()
-        .collect();
+    let remaining = without(&seen.keys, &orphans);
     let staged = rules.policy.mode == Mode::Staged && remaining.len() == MAX_KEYS;
     if staged {
         usage.extend(remaining.iter().map(|k| k.id.clone()));
@@ -517,12 +516,7 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
             key: orphan.id.clone(),
         });
     }
-    let remaining: Vec<KeyMeta> = seen
-        .keys
-        .iter()
-        .filter(|k| !orphans.iter().any(|(o, _)| o.id == k.id))
-        .cloned()
-        .collect();
+    let remaining = without(&seen.keys, &orphans);
     let current_key = current(&remaining, &view.protected).cloned();
     let repaired = !plan.steps.is_empty();
 
@@ -604,6 +598,14 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
     }
     plan.end = End::Rotated;
     Ok(plan)
+}
+
+/// The keys that remain once `orphans` are deleted.
+fn without(keys: &[KeyMeta], orphans: &[(&KeyMeta, bool)]) -> Vec<KeyMeta> {
+    keys.iter()
+        .filter(|k| !orphans.iter().any(|(o, _)| o.id == k.id))
+        .cloned()
+        .collect()
 }
 
 /// Why a store gets the repair key.

@@ -18,7 +18,8 @@ fn stored_ids(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn crash_then_rerun(failpoint: &str) {
+/// Service `app` (IAM user `app`) writing to the two file stores of [`STORES`].
+fn app_with_two_file_stores() -> (Moto, tempfile::TempDir) {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -27,6 +28,11 @@ fn crash_then_rerun(failpoint: &str) {
     )
     .unwrap();
     moto.create_user("app", "/");
+    (moto, dir)
+}
+
+fn crash_then_rerun(failpoint: &str) {
+    let (moto, dir) = app_with_two_file_stores();
     moto.create_key("app", true);
     // A first clean rotation: both stores hold CURRENT, the seed key is LAST.
     moto.credrot(dir.path())
@@ -110,14 +116,7 @@ fn rerun(moto: &Moto, dir: &Path, failpoint: &str) -> String {
 
 #[test]
 fn a_key_in_flight_on_another_host_is_left_alone_and_reported_unconverged() {
-    let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("services.toml"),
-        "[services.app]\niam_user = \"app\"\nstores = [{ kind = \"file\", path = \"a/key.json\" }, { kind = \"file\", path = \"b/key.json\" }]\n",
-    )
-    .unwrap();
-    moto.create_user("app", "/");
+    let (moto, dir) = app_with_two_file_stores();
     moto.credrot(dir.path())
         .args(["update", "app"])
         .assert()

@@ -21,6 +21,18 @@ pub(super) struct NewKey {
     written: usize,
 }
 
+impl NewKey {
+    /// The key the plan's `Create` step made; a plan that writes, verifies or promotes
+    /// before it creates is a planner bug, reported instead of panicking.
+    fn created(&self) -> Result<&AccessKey, RotateError> {
+        self.key
+            .as_ref()
+            .ok_or(RotateError::Plan(planner::PlanError::OutOfOrder(
+                "a step needs the new key before the plan creates it",
+            )))
+    }
+}
+
 impl Engine {
     /// Carry out `plan`'s steps in order. A failure stops the user; once the new key
     /// exists, it is undone first.
@@ -79,10 +91,18 @@ impl Engine {
         Ok(())
     }
 
-    /// The user is done: no key this run created is left without a store or a deletion.
+    /// The user is done: the key this run created is stored, kept in a store, or deleted;
+    /// one left over (a lost answer's) is the next run's to delete.
     pub(super) fn forget(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
             records.end(user);
+        }
+    }
+
+    /// No key was created for the user.
+    fn abandon(&self, user: &str) {
+        if let Some(records) = &self.options.inflight {
+            records.abandon(user);
         }
     }
 
@@ -179,14 +199,14 @@ impl Engine {
                     report.note = Some(
                         "IAM refused a third key: another run created one since this run looked; that run rotates this user".to_string(),
                     );
-                    self.forget(&target.user);
+                    self.abandon(&target.user);
                     return Ok(false);
                 }
                 if let Err(e) = &created {
                     // An answer that never came may hide a key IAM did create: the record
-                    // stays, so that the next run on this host deletes that key.
+                    // stays open, so that the next run on this host deletes that key.
                     if e.kind != AwsErrorKind::Unreachable {
-                        self.forget(&target.user);
+                        self.abandon(&target.user);
                     }
                 }
                 let (meta, key) = created?;
@@ -196,9 +216,9 @@ impl Engine {
                 fail::fail_point!("after-create", |_| crate::failpoints::crash());
             }
             Step::Write { store } => {
-                let key = new.key.as_ref().expect("the plan creates before it writes");
-                let store_ref = &target.stores[*store];
                 new.written = store + 1;
+                let key = new.created()?;
+                let store_ref = &target.stores[*store];
                 let write = store_ref.write(key, ctx);
                 self.store_step(target, &**store_ref, "store-write", Some(&key.id), write)
                     .await?;
@@ -206,22 +226,16 @@ impl Engine {
                 fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
             Step::VerifyNew => {
-                let key = new
-                    .key
-                    .as_ref()
-                    .expect("the plan creates before it verifies");
+                let key = new.created()?;
                 self.verify(target, key).await?;
                 fail::fail_point!("after-verify", |_| crate::failpoints::crash());
             }
             Step::Promote => {
-                let key = new
-                    .key
-                    .as_ref()
-                    .expect("the plan creates before it promotes");
+                let key = new.created()?;
                 self.promote_all(target, key).await?;
             }
             Step::MarkVerified => {
-                let key = new.key.as_ref().expect("the plan creates before it tags");
+                let key = new.created()?;
                 let tag = format!("{VERIFIED_TAG}{}", key.id);
                 self.iam
                     .tag_user(&target.user, &tag, &retire::tag_time(crate::clock::now()))
@@ -336,20 +350,14 @@ impl Engine {
                     "rolled back: stores restored, new key {} deleted, old keys untouched",
                     new_key.id
                 ),
-                Err(e) => {
-                    // The in-flight record stays: the next run on this host sees a dead
-                    // run's key and deletes it (elsewhere, once --lock-ttl has passed).
-                    return RotateError::RolledBack {
-                        cause: Box::new(cause),
-                        cleanup: format!(
-                            "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
-                            new_key.id
-                        ),
-                    };
-                }
+                Err(e) => format!(
+                    "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
+                    new_key.id
+                ),
             }
         };
-        // Nothing of this run is left in IAM without a store (a kept key is in one).
+        // Done with the user: a key kept is in a store, and one that could not be deleted
+        // is claimed by this run's finished record, so the next run deletes it.
         self.forget(&target.user);
         RotateError::RolledBack {
             cause: Box::new(cause),
