@@ -257,10 +257,7 @@ pub fn open(
         }
         StoreConfig::OnePassword(c) => {
             // Path runs have no service, so their default title names the user.
-            let default_title = match values.service {
-                Some(_) => "AWS Access Key - {service}",
-                None => "AWS Access Key - {user}",
-            };
+            let default_title = crate::config::default_title(values.service.is_some());
             Arc::new(OnePasswordStore::new(
                 Arc::clone(&env.op),
                 c.vault.clone(),
