@@ -154,7 +154,14 @@ impl Engine {
         let mut report = UserReport::new(&target.user, target.service.as_deref());
         report.stores = target.stores.iter().map(|s| s.location()).collect();
         match self.run(target, &mut report).await {
-            Ok(outcome) => report.outcome = outcome,
+            Ok(outcome) => {
+                report.outcome = outcome;
+                if outcome != Outcome::Busy && !self.options.dry_run {
+                    if let Some(records) = &self.options.inflight {
+                        records.settle(&target.user);
+                    }
+                }
+            }
             Err(err) => {
                 warn!(user = %target.user, "rotation failed: {err}");
                 report.outcome = Outcome::Failed;

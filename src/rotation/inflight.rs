@@ -8,7 +8,8 @@
 //! it over at once instead of waiting for the lock TTL. That covers a key whose
 //! `CreateAccessKey` answer was lost, too: the record was written before the call. Records
 //! from other hosts (a shared home) and keys without a record say nothing; the TTL decides
-//! for them. Records older than [`KEEP`] are removed when a run starts.
+//! for them. A run that converges the user removes the records it acted on; records older
+//! than [`KEEP`] are removed when a run starts.
 //!
 //! The records hold no secret. The directory is `$CREDROT_STATE_DIR/inflight`, else
 //! `$XDG_STATE_HOME/credrot/inflight` (`~/.local/state/credrot/inflight`).
@@ -130,10 +131,30 @@ impl InflightRecords {
         }
     }
 
-    /// This process created no key for `user` after all (IAM refused it): no claim at all,
-    /// so that the key another run created meanwhile is not taken for this run's.
+    /// This process leaves nothing of `user` behind (no key, or one stored everywhere, or
+    /// one deleted again): no claim, so that no later key is taken for this run's.
     pub fn abandon(&self, user: &str) {
         let _ = std::fs::remove_file(self.path(user));
+    }
+
+    /// A run has converged `user`: the records of runs that are gone or finished have been
+    /// acted on, and must not claim its keys again (a key taken over and stored, which later
+    /// becomes LAST, is no leftover).
+    pub fn settle(&self, user: &str) {
+        let prefix = Self::prefix(user);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let done =
+                read_record(&entry.path()).is_none_or(|r| r.finished.is_some() || !is_alive(&r));
+            if done {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn write(&self, user: &str, line: &str) {
@@ -264,6 +285,10 @@ mod tests {
         assert!(
             matches!(records.owner("batch", later), Some(Owner::Dead(w)) if w.contains("run-2"))
         );
+
+        // A run that converged `batch` settles the dead run's record: it claims no more.
+        records.settle("batch");
+        assert_eq!(records.owner("batch", later), None);
 
         let foreign = format!("otherhost 1 1 {now} run-3\n");
         std::fs::write(dir.path().join("inflight/user-remote.1"), foreign).unwrap();

@@ -85,21 +85,23 @@ impl Engine {
             }
         }
         if let Some(key) = new.key {
-            self.forget(&target.user);
+            // Stored everywhere: nothing of this run is left to claim.
+            self.abandon(&target.user);
             report.new_key = Some(key);
         }
         Ok(())
     }
 
-    /// The user is done: the key this run created is stored, kept in a store, or deleted;
-    /// one left over (a lost answer's) is the next run's to delete.
+    /// The user is done, and the key this run created is left over (kept in a store by an
+    /// incomplete rollback, or not deleted): the finished record claims it for the next run.
     pub(super) fn forget(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
             records.end(user);
         }
     }
 
-    /// No key was created for the user.
+    /// Nothing of this run is left for the user (no key, or one stored everywhere, or one
+    /// deleted again): no claim.
     fn abandon(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
             records.abandon(user);
@@ -336,29 +338,47 @@ impl Engine {
                 problems.push(e.to_string());
             }
         }
-        let cleanup = if !problems.is_empty() {
-            format!(
-                "rollback incomplete, so new key {} was kept (a store may hand it out): {}; fix the store and run again",
-                new_key.id,
-                problems.join("; ")
+        // What is left of the new key decides the in-flight record: none (deleted, or a
+        // key credrot did not create) leaves no claim; a key kept in a store, or one that
+        // could not be deleted, is claimed by this run's finished record, so that the next
+        // run here takes it over at once.
+        let (cleanup, left_over) = if !problems.is_empty() {
+            (
+                format!(
+                    "rollback incomplete, so new key {} was kept (a store may hand it out): {}; fix the store and run again",
+                    new_key.id,
+                    problems.join("; ")
+                ),
+                true,
             )
         } else if !delete_new {
-            "rolled back: stores restored; IAM was not changed".to_string()
+            (
+                "rolled back: stores restored; IAM was not changed".to_string(),
+                false,
+            )
         } else {
             match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
-                Ok(()) => format!(
-                    "rolled back: stores restored, new key {} deleted, old keys untouched",
-                    new_key.id
+                Ok(()) => (
+                    format!(
+                        "rolled back: stores restored, new key {} deleted, old keys untouched",
+                        new_key.id
+                    ),
+                    false,
                 ),
-                Err(e) => format!(
-                    "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
-                    new_key.id
+                Err(e) => (
+                    format!(
+                        "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
+                        new_key.id
+                    ),
+                    true,
                 ),
             }
         };
-        // Done with the user: a key kept is in a store, and one that could not be deleted
-        // is claimed by this run's finished record, so the next run deletes it.
-        self.forget(&target.user);
+        if left_over {
+            self.forget(&target.user);
+        } else {
+            self.abandon(&target.user);
+        }
         RotateError::RolledBack {
             cause: Box::new(cause),
             cleanup,
