@@ -9,6 +9,7 @@ use crate::fsutil::{self, write_private_atomic, KEY_FILE_LIMIT};
 use crate::secret::AccessKey;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// A local file holding one key.
 #[derive(Debug, Clone)]
@@ -54,20 +55,26 @@ impl FileStore {
         ))
     }
 
-    fn render(&self, key: &AccessKey) -> Vec<u8> {
+    fn render(&self, key: &AccessKey) -> Zeroizing<Vec<u8>> {
         match self.format {
             FileFormat::Json => {
-                let mut out = serde_json::to_vec_pretty(&KeyDocument::of(key))
-                    .expect("two strings always serialize");
+                let mut out = KeyDocument::to_wiped(key, true);
                 out.push(b'\n');
                 out
             }
-            FileFormat::Env => format!(
-                "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
-                key.id,
-                key.expose()
-            )
-            .into_bytes(),
+            FileFormat::Env => {
+                let mut out = Zeroizing::new(Vec::with_capacity(key.expose().len() + 80));
+                for (name, value) in [
+                    ("AWS_ACCESS_KEY_ID", key.id.as_str()),
+                    ("AWS_SECRET_ACCESS_KEY", key.expose()),
+                ] {
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b'=');
+                    out.extend_from_slice(value.as_bytes());
+                    out.push(b'\n');
+                }
+                out
+            }
         }
     }
 

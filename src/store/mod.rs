@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
+use zeroize::Zeroizing;
 
 /// A store step that failed: which store, what it was doing, why.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,29 @@ impl<'a> KeyDocument<'a> {
             id: &key.id,
             secret: key.expose(),
         }
+    }
+
+    /// The document of `key` as JSON, appended to `out`, a buffer wiped when dropped: the
+    /// one way credrot serializes a key, so no unwiped copy of a secret is left behind.
+    /// `pretty` indents it, as files are written.
+    pub(crate) fn write_wiped(key: &AccessKey, out: &mut Zeroizing<Vec<u8>>, pretty: bool) {
+        // Reserved up front: a buffer that grows while it is written leaves the bytes of its
+        // old allocation unwiped.
+        out.reserve(key.id.len() + key.expose().len() + 64);
+        let doc = KeyDocument::of(key);
+        let written = if pretty {
+            serde_json::to_writer_pretty(&mut **out, &doc)
+        } else {
+            serde_json::to_writer(&mut **out, &doc)
+        };
+        written.expect("two strings always serialize");
+    }
+
+    /// [`Self::write_wiped`] into a buffer of its own.
+    pub(crate) fn to_wiped(key: &AccessKey, pretty: bool) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::new());
+        Self::write_wiped(key, &mut out, pretty);
+        out
     }
 
     /// The key in a document, `None` when `text` is not one.

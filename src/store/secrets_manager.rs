@@ -302,9 +302,10 @@ impl SecretStore for SecretsManagerStore {
             state.created = true;
         }
         let token = request_token(&key.id);
-        let value = Zeroizing::new(
-            serde_json::to_string(&KeyDocument::of(key)).expect("two strings always serialize"),
-        );
+        let mut bytes = KeyDocument::to_wiped(key, false);
+        // Moved, not copied, into the string the SDK call takes.
+        let value =
+            Zeroizing::new(String::from_utf8(std::mem::take(&mut *bytes)).expect("JSON is UTF-8"));
         let put = self
             .client
             .put_secret_value()

@@ -90,7 +90,7 @@ impl SecretPrinter {
         });
         serde_json::to_writer(&mut *bytes, user).expect("strings serialize");
         bytes.extend_from_slice(b": ");
-        serde_json::to_writer(&mut *bytes, &KeyDocument::of(key)).expect("strings serialize");
+        KeyDocument::write_wiped(key, &mut bytes, false);
         let PrinterState { out, .. } = &mut *state;
         match out.write_all(&bytes).and_then(|()| out.flush()) {
             Ok(()) => {
