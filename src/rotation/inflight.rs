@@ -131,8 +131,8 @@ impl InflightRecords {
         }
     }
 
-    /// This process leaves nothing of `user` behind (no key, or one stored everywhere, or
-    /// one deleted again): no claim, so that no later key is taken for this run's.
+    /// This process created no key for `user` (IAM refused it): no claim, so that the key
+    /// another run created meanwhile is not taken for this run's.
     pub fn abandon(&self, user: &str) {
         let _ = std::fs::remove_file(self.path(user));
     }
@@ -172,7 +172,7 @@ impl InflightRecords {
     /// a run whose record is no younger than the key (IAM dates keys to the second).
     pub fn owner(&self, user: &str, created: SystemTime) -> Option<Owner> {
         let prefix = Self::prefix(user);
-        let mut dead = None;
+        let mut found = None;
         for entry in std::fs::read_dir(&self.dir).ok()?.flatten() {
             let name = entry.file_name();
             if !name.to_string_lossy().starts_with(&prefix) {
@@ -191,12 +191,16 @@ impl InflightRecords {
                 continue;
             }
             let who = format!("run {} (pid {} on {})", record.run, record.pid, record.host);
-            if record.finished.is_none() && is_alive(&record) {
+            if record.finished.is_some() {
+                found = found.or(Some(Owner::Finished(who)));
+            } else if is_alive(&record) {
                 return Some(Owner::Alive(who));
+            } else {
+                // A killed run says more than a finished one: its key may be unstored.
+                found = Some(Owner::Dead(who));
             }
-            dead = Some(Owner::Dead(who));
         }
-        dead
+        found
     }
 }
 
@@ -302,7 +306,7 @@ mod tests {
         records.end("app");
         assert!(matches!(
             records.owner("app", SystemTime::now()),
-            Some(Owner::Dead(_))
+            Some(Owner::Finished(_))
         ));
         assert_eq!(records.owner("app", later + Duration::from_secs(60)), None);
     }

@@ -62,9 +62,13 @@ pub struct StoreView {
 pub enum Owner {
     /// A credrot process on this host that is still running; the text names it.
     Alive(String),
-    /// A credrot process on this host that is gone (killed) or done with the user: what it
-    /// left can be taken over.
+    /// A credrot process on this host that is gone (killed) before it was done with the
+    /// user: what it left can be taken over, and a key of it that no store holds is an
+    /// orphan (its secret died with the process).
     Dead(String),
+    /// A credrot run on this host that was done with the user (the key stored, or undone):
+    /// no run is at work on the key.
+    Finished(String),
 }
 
 /// Everything observed about one user.
@@ -353,7 +357,7 @@ impl<'a> View<'a> {
             .filter(|k| k.active && self.age(k) < ttl && !everywhere(&k.id))
             .map(|k| (k, seen.owners.get(&k.id)))
             .filter(|(k, owner)| match owner {
-                Some(Owner::Dead(_)) => false,
+                Some(Owner::Dead(_) | Owner::Finished(_)) => false,
                 // IAM dates keys to the second: a key this host knows a live run is
                 // handing out is in flight even when it is as old as the stored one.
                 Some(Owner::Alive(_)) => true,

@@ -299,3 +299,42 @@ fn a_user_of_a_path_and_a_service_gets_every_store_of_both() {
     assert_eq!(user["deleted"], seed.id.as_str(), "{user}");
     assert_eq!(user["stores"].as_array().unwrap().len(), 2, "{user}");
 }
+
+#[test]
+fn a_path_store_that_is_another_users_service_store_is_refused_before_any_change() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[paths.Team]\nstores = [{ kind = \"file\", path = \"keys/{user}.json\" }]\n\n[services.pg]\niam_user = \"alice\"\nstores = [{ kind = \"file\", path = \"keys/bob.json\" }]\n",
+    )
+    .unwrap();
+    moto.create_user("bob", "/Team/");
+    moto.create_user("alice", "/");
+    moto.create_key("bob", true);
+    let before = moto.keys("bob");
+
+    let out = moto
+        .credrot(dir.path())
+        .args(["rotate", "--path", "/Team/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("service 'pg'") && stderr.contains("alice") && stderr.contains("bob"),
+        "{stderr}"
+    );
+    assert_eq!(moto.keys("bob"), before, "IAM changed");
+    assert!(!dir.path().join("keys").exists(), "a store was written");
+
+    // The same from the service's side: `update pg` sees that bob, under /Team/, would
+    // write the service's store.
+    let out = moto
+        .credrot(dir.path())
+        .args(["update", "pg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(moto.keys("alice").is_empty(), "IAM changed");
+}

@@ -85,23 +85,22 @@ impl Engine {
             }
         }
         if let Some(key) = new.key {
-            // Stored everywhere: nothing of this run is left to claim.
-            self.abandon(&target.user);
+            self.forget(&target.user);
             report.new_key = Some(key);
         }
         Ok(())
     }
 
-    /// The user is done, and the key this run created is left over (kept in a store by an
-    /// incomplete rollback, or not deleted): the finished record claims it for the next run.
+    /// The user is done (the new key stored, or undone): the record says the run finished,
+    /// so that the next run takes over whatever it left instead of waiting for the TTL.
     pub(super) fn forget(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
             records.end(user);
         }
     }
 
-    /// Nothing of this run is left for the user (no key, or one stored everywhere, or one
-    /// deleted again): no claim.
+    /// No key was created for the user: no claim, so that another run's key made meanwhile
+    /// is not taken for this run's.
     fn abandon(&self, user: &str) {
         if let Some(records) = &self.options.inflight {
             records.abandon(user);
@@ -338,47 +337,28 @@ impl Engine {
                 problems.push(e.to_string());
             }
         }
-        // What is left of the new key decides the in-flight record: none (deleted, or a
-        // key credrot did not create) leaves no claim; a key kept in a store, or one that
-        // could not be deleted, is claimed by this run's finished record, so that the next
-        // run here takes it over at once.
-        let (cleanup, left_over) = if !problems.is_empty() {
-            (
-                format!(
-                    "rollback incomplete, so new key {} was kept (a store may hand it out): {}; fix the store and run again",
-                    new_key.id,
-                    problems.join("; ")
-                ),
-                true,
+        let cleanup = if !problems.is_empty() {
+            format!(
+                "rollback incomplete, so new key {} was kept (a store may hand it out): {}; fix the store and run again",
+                new_key.id,
+                problems.join("; ")
             )
         } else if !delete_new {
-            (
-                "rolled back: stores restored; IAM was not changed".to_string(),
-                false,
-            )
+            "rolled back: stores restored; IAM was not changed".to_string()
         } else {
             match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
-                Ok(()) => (
-                    format!(
-                        "rolled back: stores restored, new key {} deleted, old keys untouched",
-                        new_key.id
-                    ),
-                    false,
+                Ok(()) => format!(
+                    "rolled back: stores restored, new key {} deleted, old keys untouched",
+                    new_key.id
                 ),
-                Err(e) => (
-                    format!(
-                        "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
-                        new_key.id
-                    ),
-                    true,
+                Err(e) => format!(
+                    "stores restored, but new key {} could not be deleted ({e}); the next run deletes it",
+                    new_key.id
                 ),
             }
         };
-        if left_over {
-            self.forget(&target.user);
-        } else {
-            self.abandon(&target.user);
-        }
+        // Done with the user: whatever is left of the new key is no run's work any more.
+        self.forget(&target.user);
         RotateError::RolledBack {
             cause: Box::new(cause),
             cleanup,
