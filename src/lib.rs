@@ -37,7 +37,8 @@ pub fn main() -> std::process::ExitCode {
     let _failpoints = fail::FailScenario::setup();
     let cli = cli::Cli::parse();
     logging::init(cli.global.verbose, cli.global.quiet);
-    if let Err(message) = clock::init() {
+    // Settings from the environment are checked before any command runs (exit 2).
+    if let Err(message) = clock::init().and_then(|()| aws::Timeouts::check_env()) {
         return error::exit_code(Err(error::Error::Usage(message)));
     }
     error::exit_code(commands::run(cli))

@@ -45,15 +45,30 @@ impl Timeouts {
         Timeouts::from_setting(value.as_deref())
     }
 
+    /// Check `CREDROT_AWS_TIMEOUT` before anything runs: a bad value is a usage error.
+    pub fn check_env() -> Result<(), String> {
+        match std::env::var(TIMEOUT_ENV) {
+            Ok(value) => Self::parse(&value).map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn parse(value: &str) -> Result<Duration, String> {
+        match humantime::parse_duration(value.trim()) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
+            _ => Err(format!(
+                "{TIMEOUT_ENV}={value:?} is not a duration between 1ms and 1h; e.g. {TIMEOUT_ENV}=30s"
+            )),
+        }
+    }
+
     fn from_setting(value: Option<&str>) -> Timeouts {
-        let attempt = match value.map(|v| (v, humantime::parse_duration(v.trim()))) {
+        let attempt = match value.map(Self::parse) {
             None => DEFAULT_ATTEMPT,
-            Some((_, Ok(d))) if !d.is_zero() && d <= Duration::from_secs(3600) => d,
-            Some((v, _)) => {
-                warn!(
-                    "{TIMEOUT_ENV}={v:?} is not a duration between 1ms and 1h (e.g. 30s); using {}s",
-                    DEFAULT_ATTEMPT.as_secs()
-                );
+            Some(Ok(d)) => d,
+            Some(Err(message)) => {
+                // Unreachable from the binary, which checks the variable at start-up.
+                warn!("{message}; using {}s", DEFAULT_ATTEMPT.as_secs());
                 DEFAULT_ATTEMPT
             }
         };

@@ -31,6 +31,20 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "clock offset that is not a duration",
+        setup: Setup::Env("CREDROT_CLOCK_OFFSET", EnvValue::Fixed("soon")),
+        args: &["update", "app"],
+        code: 2,
+        expect: &["CREDROT_CLOCK_OFFSET=\"soon\" is not a duration", "examples: 2h"],
+    },
+    Case {
+        name: "AWS timeout that is not a duration",
+        setup: Setup::Env("CREDROT_AWS_TIMEOUT", EnvValue::Fixed("forever")),
+        args: &["update", "app"],
+        code: 2,
+        expect: &["CREDROT_AWS_TIMEOUT=\"forever\"", "e.g. CREDROT_AWS_TIMEOUT=30s"],
+    },
+    Case {
         name: "malformed TOML",
         setup: Setup::Config("[services.app\niam_user = \"app\"\n"),
         args: &["update", "app"],
