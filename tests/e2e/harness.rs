@@ -48,7 +48,11 @@ pub fn free_port() -> u16 {
 fn missing_emulator(program: &str, error: &std::io::Error) -> ! {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
-        eprintln!(
+        // Straight to the process's stderr: the test harness captures `eprintln!`, and the
+        // exit below would swallow it.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "cannot start {program} ({error}): run `bash scripts/test`, which installs the test requirements, or `pip install -r requirements-test.txt`"
         );
     });
