@@ -21,6 +21,8 @@ pub enum AwsErrorKind {
     Throttled,
     /// The endpoint could not be reached or timed out.
     Unreachable,
+    /// The service failed (HTTP 5xx): it may or may not have done the work.
+    ServerError,
     /// No credentials, no region, or another local setup problem.
     Setup,
     /// Anything else the service returned.
@@ -114,7 +116,16 @@ impl AwsError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            AwsErrorKind::Throttled | AwsErrorKind::Unreachable
+            AwsErrorKind::Throttled | AwsErrorKind::Unreachable | AwsErrorKind::ServerError
+        )
+    }
+
+    /// Whether the call may have taken effect although it failed: no answer came, or the
+    /// service failed after it may have done the work.
+    pub fn may_have_landed(&self) -> bool {
+        matches!(
+            self.kind,
+            AwsErrorKind::Unreachable | AwsErrorKind::ServerError
         )
     }
 
@@ -197,6 +208,7 @@ fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
             Some(403) => AwsErrorKind::AccessDenied,
             Some(404) => AwsErrorKind::NotFound,
             Some(429) => AwsErrorKind::Throttled,
+            Some(500..=599) => AwsErrorKind::ServerError,
             _ => AwsErrorKind::Other,
         },
     }
@@ -244,6 +256,10 @@ mod tests {
             AwsErrorKind::LimitExceeded
         );
         assert_eq!(classify(None, Some(403)), AwsErrorKind::AccessDenied);
-        assert_eq!(classify(Some("Weird"), Some(500)), AwsErrorKind::Other);
+        assert_eq!(
+            classify(Some("Weird"), Some(500)),
+            AwsErrorKind::ServerError
+        );
+        assert_eq!(classify(Some("Weird"), Some(400)), AwsErrorKind::Other);
     }
 }

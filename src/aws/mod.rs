@@ -3,6 +3,7 @@
 
 mod calls;
 mod error;
+mod once;
 mod propagation;
 mod sdk;
 mod wait;

@@ -268,6 +268,11 @@ impl IamApi for SdkIam {
             .client
             .create_access_key()
             .user_name(user)
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default()
+                    .retry_classifier(super::once::NoRetryIfItMayHaveLanded),
+            )
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;

@@ -204,9 +204,11 @@ impl Engine {
                     return Ok(false);
                 }
                 if let Err(e) = &created {
-                    // An answer that never came may hide a key IAM did create: the record
-                    // stays open, so that the next run on this host deletes that key.
-                    if e.kind != AwsErrorKind::Unreachable {
+                    // An answer that never came, or a server error, may hide a key IAM did
+                    // create (such an attempt is never retried): the record stays open, so
+                    // that the next run on this host deletes that key. A refusal the service
+                    // answered in full created nothing.
+                    if !e.may_have_landed() {
                         self.abandon(&target.user);
                     }
                 }
