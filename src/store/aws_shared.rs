@@ -2,7 +2,7 @@
 //! run, the mapping of SDK failures to store errors, and the tags put on what they create.
 
 use super::{StoreError, WriteContext};
-use crate::aws::{AwsContext, AwsError};
+use crate::aws::{AwsContext, AwsError, AwsErrorKind};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -83,11 +83,12 @@ pub(crate) fn store_error(
     }
 }
 
-/// Whether a failed write may still have reached the service (a timeout, a dropped
-/// connection, a server error): such a write is undone on rollback as if it had landed.
-/// Any other failure is an answer from the service that it changed nothing.
+/// Whether a failed write may still have reached the service (a timeout or a dropped
+/// connection): such a write is undone on rollback as if it had landed. A store write that
+/// the service answered, even with a server error, is taken as not done: undoing a version
+/// that does not exist fails the rollback (the emulator answers it with a 500 of its own).
 pub(crate) fn may_have_landed(err: &AwsError) -> bool {
-    err.may_have_landed()
+    err.kind == AwsErrorKind::Unreachable
 }
 
 /// Tags for a secret or parameter credrot creates: each configured tag as a key with an
@@ -110,7 +111,6 @@ pub(crate) fn description(what: &str, ctx: &WriteContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::AwsErrorKind;
     use std::time::SystemTime;
 
     #[test]

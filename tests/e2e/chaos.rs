@@ -236,7 +236,16 @@ impl Chaos {
             .map(|u| {
                 let name = u["user"].as_str().unwrap_or_default();
                 let keys = crate::harness::keys_by_age(&self.moto, name);
-                format!("{name}: {} {} keys {keys:?}", u["outcome"], u["note"])
+                let stores: Vec<Option<&str>> = at_start
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|k| k.as_ref().map(|k| k.id.as_str()))
+                    .collect();
+                format!(
+                    "{name}: {} {} keys {keys:?} stores at the start {stores:?}",
+                    u["outcome"], u["note"]
+                )
             })
             .collect();
         assert!(
