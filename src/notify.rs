@@ -8,18 +8,14 @@
 //! its result is on stdout and in the audit log.
 
 use crate::audit::AuditSummary;
+use crate::http::{HttpClient, HttpError, Request, TlsOptions};
 use crate::rotation::{Outcome, UserReport};
 use http::uri::Scheme;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_rustls::ConfigBuilderExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// How long the POST may take when `[notify] timeout` does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,22 +23,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the notice did not arrive.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// HTTPS needs the system's root certificates and none could be loaded.
-    #[error("webhook {target}: cannot load the system's root certificates: {source}")]
-    Tls {
-        /// Scheme, host and port of the webhook.
-        target: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The request could not be sent or the answer not read.
-    #[error("webhook {target}: {message}")]
-    Request {
-        /// Scheme, host and port of the webhook.
-        target: String,
-        /// What went wrong (from the HTTP client, without the URL).
-        message: String,
-    },
+    /// No answer: TLS set-up, the connection, or the time limit.
+    #[error("webhook {0}")]
+    Http(#[from] HttpError),
     /// The server answered with a status other than 2xx.
     #[error("webhook {target} answered HTTP {status}")]
     Status {
@@ -50,14 +33,6 @@ pub enum NotifyError {
         target: String,
         /// The HTTP status.
         status: u16,
-    },
-    /// No answer in time.
-    #[error("webhook {target} did not answer within {timeout}")]
-    Timeout {
-        /// Scheme, host and port of the webhook.
-        target: String,
-        /// The limit, e.g. `10s`.
-        timeout: String,
     },
 }
 
@@ -101,77 +76,23 @@ impl Webhook {
 
     /// `scheme://host[:port]`: what messages show of the URL.
     pub fn target(&self) -> String {
-        format!(
-            "{}://{}",
-            self.uri.scheme_str().unwrap_or("http"),
-            self.uri.authority().map(|a| a.as_str()).unwrap_or("")
-        )
+        crate::http::target(&self.uri)
     }
 
     /// POST `body` as JSON; any answer other than 2xx within `timeout` is an error.
     pub async fn post(&self, body: Vec<u8>, timeout: Duration) -> Result<(), NotifyError> {
         let target = self.target();
-        let request_error = |message: String| NotifyError::Request {
-            target: target.clone(),
-            message,
-        };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| request_error(e.to_string()))?;
-        // Plain http needs no roots; loading them anyway would fail on a machine without
-        // a CA bundle for no reason.
-        let tls = if self.uri.scheme() == Some(&Scheme::HTTPS) {
-            tls.with_native_roots().map_err(|source| NotifyError::Tls {
-                target: target.clone(),
-                source,
-            })?
-        } else {
-            tls.with_root_certificates(rustls::RootCertStore::empty())
-        }
-        .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-        let request = http::Request::post(self.uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("credrot/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| request_error(e.to_string()))?;
-        let response = tokio::time::timeout(timeout, client.request(request))
-            .await
-            .map_err(|_| NotifyError::Timeout {
-                target: target.clone(),
-                timeout: humantime::format_duration(timeout).to_string(),
-            })?
-            .map_err(|e| request_error(error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
+        let client = HttpClient::new(&TlsOptions::default(), timeout, &self.uri)?;
+        let request = Request::new(http::Method::POST, self.uri.clone()).json(Zeroizing::new(body));
+        let response = client.send(request).await?;
+        if !response.is_success() {
             return Err(NotifyError::Status {
                 target,
-                status: status.as_u16(),
+                status: response.status,
             });
         }
         Ok(())
     }
-}
-
-/// An error and its causes on one line (`client error (Connect): tcp connect error: ...`).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One failed user, for the notice.
@@ -327,7 +248,10 @@ mod tests {
             .post(b"{}".to_vec(), Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert!(matches!(err, NotifyError::Request { .. }), "{err}");
+        assert!(
+            matches!(err, NotifyError::Http(HttpError::Request { .. })),
+            "{err}"
+        );
         assert!(!err.to_string().contains("TOKEN"), "{err}");
     }
 
@@ -348,7 +272,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, NotifyError::Request { .. } | NotifyError::Tls { .. }),
+            matches!(
+                err,
+                NotifyError::Http(HttpError::Request { .. } | HttpError::Tls { .. })
+            ),
             "{err}"
         );
         assert!(!err.to_string().contains("TOKEN"), "{err}");

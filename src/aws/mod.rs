@@ -3,6 +3,7 @@
 
 mod calls;
 mod error;
+mod http;
 mod once;
 mod propagation;
 mod sdk;
@@ -10,6 +11,7 @@ mod wait;
 
 pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
+pub use http::http_client;
 pub use propagation::{user_name_from_arn, Propagation};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
 pub use wait::{Timeouts, TIMEOUT_ENV};

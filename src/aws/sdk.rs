@@ -52,6 +52,7 @@ impl AwsContext {
         // attempt and ends a call after a few of them, which bounds the call as a whole.
         let timeouts = Timeouts::from_env();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(super::http_client())
             .region(region)
             .timeout_config(
                 TimeoutConfig::builder()

@@ -141,6 +141,7 @@ impl Moto {
     pub fn sdk_config(&self, key: &Key) -> SdkConfig {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(credrot::aws::http_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(

@@ -54,6 +54,7 @@ fn assert_expires_in(doc: &serde_json::Value, duration: Duration) {
 fn whoami_with_session(moto: &Moto, doc: &serde_json::Value) -> String {
     let config = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(credrot::aws::http_client())
         .region(aws_config::Region::new(crate::harness::REGION))
         .endpoint_url(&moto.endpoint)
         .credentials_provider(
