@@ -341,13 +341,14 @@ impl<'a> View<'a> {
         let ttl = self.rules.lock_ttl?;
         let behind = self
             .counted()
-            .map(|s| {
+            .filter_map(|s| match s.held.id() {
                 // A torn pair names the key it was written for before the tear: a run
                 // in progress is one whose key the store does not name yet.
-                s.held
-                    .id()
-                    .and_then(|id| self.created(id))
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
+                Some(id) => self.created(id),
+                // A store that names a key IAM no longer has is no sign of a run in
+                // progress (a run writes the key it created, and fills stale stores before
+                // it creates one): it is stale, and repaired now rather than after the TTL.
+                None => Some(SystemTime::UNIX_EPOCH),
             })
             .min()?;
         let seen = self.seen;

@@ -53,6 +53,10 @@ struct Moved {
     current: Option<Version>,
     /// The version AWSPREVIOUS was on.
     previous_label: Option<String>,
+    /// The move failed, so whether AWSCURRENT left `current` is unknown: a lost answer, a
+    /// server error, or the SDK's retry of a move that had landed (which Secrets Manager
+    /// refuses, since the old version no longer has the label). Restore asks the secret.
+    uncertain: bool,
 }
 
 /// The version the last write put.
@@ -342,6 +346,7 @@ impl SecretStore for SecretsManagerStore {
             state.moved = Some(Moved {
                 current: state.current.take(),
                 previous_label: state.previous_label.clone(),
+                uncertain: false,
             });
             state.current = Some(version.clone());
         }
@@ -376,17 +381,23 @@ impl SecretStore for SecretsManagerStore {
         let pending_label = staged.pending_label;
         if state.current.as_ref() != Some(&version) {
             let old = state.current.clone();
-            self.move_label(
-                CURRENT,
-                Some(&version.id),
-                old.as_ref().map(|v| v.id.as_str()),
-            )
-            .await
-            .map_err(|e| self.aws_error("promote", e))?;
+            let moved = self
+                .move_label(
+                    CURRENT,
+                    Some(&version.id),
+                    old.as_ref().map(|v| v.id.as_str()),
+                )
+                .await;
             state.moved = Some(Moved {
                 current: old.clone(),
                 previous_label: state.previous_label.clone(),
+                uncertain: moved.is_err(),
             });
+            if let Err(e) = moved {
+                // Consumers may be reading the new key already; restore finds out.
+                state.current = Some(version.clone());
+                return Err(self.aws_error("promote", e));
+            }
             // Secrets Manager labels the version AWSCURRENT left AWSPREVIOUS.
             state.previous_label = old.map(|v| v.id);
             state.current = Some(version.clone());
@@ -411,6 +422,22 @@ impl SecretStore for SecretsManagerStore {
                 .current
                 .clone()
                 .expect("AWSCURRENT was moved to a version");
+            if moved.uncertain
+                && !self.current_is(&now.id).await.map_err(|e| {
+                    // Asked again by the next run; until then the store counts as not restored.
+                    state.moved = Some(Moved {
+                        current: moved.current.clone(),
+                        previous_label: moved.previous_label.clone(),
+                        uncertain: true,
+                    });
+                    self.aws_error("restore", e)
+                })?
+            {
+                // The failed move never happened: AWSCURRENT is where it was.
+                state.current = moved.current;
+                state.previous_label = moved.previous_label;
+                return self.finish_restore(&mut state, previous).await;
+            }
             match moved.current {
                 Some(old) => {
                     self.move_label(CURRENT, Some(&old.id), Some(&now.id))
@@ -442,6 +469,32 @@ impl SecretStore for SecretsManagerStore {
                 }
             }
         }
+        self.finish_restore(&mut state, previous).await
+    }
+}
+
+impl SecretsManagerStore {
+    /// Whether AWSCURRENT is on `version_id` now.
+    async fn current_is(&self, version_id: &str) -> Result<bool, AwsError> {
+        let described = self
+            .client
+            .describe_secret()
+            .secret_id(&self.name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("secretsmanager:DescribeSecret", e))?;
+        Ok(label_holders(described.version_ids_to_stages())
+            .get(CURRENT)
+            .is_some_and(|v| v == version_id))
+    }
+
+    /// The rest of a restore once AWSCURRENT is back: take AWSPENDING off what was staged,
+    /// delete a secret this run created for nothing, and check what it hands out.
+    async fn finish_restore(
+        &self,
+        state: &mut State,
+        previous: Option<&AccessKey>,
+    ) -> Result<(), StoreError> {
         if let Some(staged) = &state.staged {
             if staged.pending_label {
                 let id = staged.version.id.clone();

@@ -528,3 +528,62 @@ fn an_unfinished_promotion_is_finished_by_the_next_run() {
         "the finished promotion is now AWSPREVIOUS"
     );
 }
+
+/// Secrets Manager moved AWSCURRENT to the new version but the answer was lost, so the
+/// promotion failed and the run rolled back. The rollback used to take the move for one
+/// that never happened: it deleted the new key while the secret handed it out. It must ask
+/// the secret, put AWSCURRENT back, and only then delete the new key.
+#[test]
+fn a_promotion_whose_answer_is_lost_is_undone_before_the_new_key_is_deleted() {
+    let (moto, old) = Moto::start_with_user(USER);
+    let dir = tempfile::tempdir().unwrap();
+    seed_all_stores(&moto, dir.path(), &old);
+    write_config(
+        dir.path(),
+        &format!(
+            "{{ kind = \"file\", path = \"secrets/pg.json\" }},\n{{ kind = \"secrets-manager\", name = \"{SECRET}\" }}"
+        ),
+    );
+    // The first UpdateSecretVersionStage is the promotion's move of AWSCURRENT.
+    let proxy = crate::harness::FaultProxy::start(
+        &moto.endpoint,
+        0.0,
+        &["--lose-answer", "UpdateSecretVersionStage:1"],
+    );
+    let out = moto
+        .credrot(dir.path())
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        // No SDK retry: the lost answer is the promotion's failure.
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(["update", "pg"])
+        .assert()
+        .code(1);
+    let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains("cannot promote") && stdout.contains("rolled back"),
+        "{stdout}"
+    );
+    assert_eq!(proxy.stats()["reset_after"], 1, "{}", proxy.stats());
+    // Every store hands out a key that works, and it is the old one: the new key is gone.
+    let handed_out = moto
+        .secret_key(SECRET, "AWSCURRENT")
+        .expect("a current key");
+    moto.assert_key_works_for(&handed_out, USER);
+    assert_eq!(handed_out, old);
+    assert_eq!(key_of(&read_json(&dir.path().join("secrets/pg.json"))), old);
+    moto.assert_only_key(USER, &old);
+
+    // A rerun rotates as if nothing had happened.
+    let out = moto
+        .credrot(dir.path())
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .args(["--output", "json", "update", "pg"])
+        .assert()
+        .success();
+    let summary: serde_json::Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    assert_eq!(summary["users"][0]["outcome"], "rotated", "{summary}");
+    let new = moto.secret_key(SECRET, "AWSCURRENT").unwrap();
+    assert_ne!(new, old);
+    moto.assert_key_works_for(&new, USER);
+    assert_eq!(key_of(&read_json(&dir.path().join("secrets/pg.json"))), new);
+}

@@ -5,6 +5,8 @@ resets before or after the request reached the emulator), adds latency, and can 
 as real AWS endpoints do: above a request rate (--max-rps), or by count (--throttle-every),
 which throttles the same requests however fast or slow the machine is.
 
+--lose-answer ACTION:N forwards the Nth request of ACTION and then resets the connection
+instead of answering: the emulator did the work and the client never hears of it.
 It can also hold requests (--hold-nth, --hold-action): from the Nth matching request on,
 requests are not forwarded (or, with --hold-after-forward, forwarded but not answered); the
 first held one writes --hold-file, so a test can wait for that file and kill the client at
@@ -176,8 +178,30 @@ class Hold:
         self.released.wait()
 
 
+class LoseAnswers:
+    """--lose-answer ACTION:N: which requests are forwarded and then left unanswered."""
+
+    def __init__(self, specs):
+        self.wanted = {}
+        for spec in specs:
+            action, _, nth = spec.rpartition(":")
+            if not action or not nth.isdigit() or int(nth) < 1:
+                raise SystemExit("--lose-answer takes ACTION:N with N >= 1, not %r" % spec)
+            self.wanted.setdefault(action, set()).add(int(nth))
+        self.seen = {}
+        self.lock = threading.Lock()
+
+    def lose(self, action):
+        if action not in self.wanted:
+            return False
+        with self.lock:
+            self.seen[action] = self.seen.get(action, 0) + 1
+            return self.seen[action] in self.wanted[action]
+
+
 def make_handler(args, stats, limiter, rng, rng_lock):
     throttle = CountThrottle(args.throttle_every, args.throttle_per_action)
+    lose_answers = LoseAnswers(args.lose_answer)
     hold = Hold(args.hold_nth, args.hold_action, args.hold_file)
     upstream = urlparse(args.upstream)
     local = threading.local()
@@ -256,6 +280,7 @@ def make_handler(args, stats, limiter, rng, rng_lock):
                 return
             roll, kind = draw()
             fault = roll < args.fault_rate
+            lost = lose_answers.lose(action)
             if fault and kind < 0.3:
                 stats.bump("error_500")
                 self.aws_error(500, "InternalFailure", "injected by fault proxy")
@@ -287,7 +312,7 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             if held and args.hold_after_forward:
                 # The emulator did the work; the client waits for an answer that is held.
                 hold.wait()
-            if fault:
+            if fault or lost:
                 # The emulator did the work, but the answer is lost on the way back: the
                 # hardest case for a client that must not orphan what it created.
                 stats.bump("reset_after")
@@ -335,6 +360,8 @@ def main():
                         help="written when the first request is held")
     parser.add_argument("--hold-after-forward", action="store_true",
                         help="forward held requests to the emulator and hold their answers")
+    parser.add_argument("--lose-answer", action="append", default=[], metavar="ACTION:N",
+                        help="forward the Nth request of ACTION, then reset instead of answering")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     stats = Stats()

@@ -90,6 +90,10 @@ fn rotation(before: Vec<Step>, stores: usize) -> Vec<Step> {
     steps
 }
 
+fn verify(key: &str) -> Step {
+    Step::VerifyStored { key: key.into() }
+}
+
 fn delete(key: &str, reason: &'static str) -> Step {
     Step::Delete {
         key: key.to_string(),
@@ -136,7 +140,6 @@ struct Case {
 #[test]
 fn two_key_plans() {
     let fresh_policy = 7;
-    let verify = |k: &str| Step::VerifyStored { key: k.into() };
     let orphan = |k: &str| Step::DeleteOrphan { key: k.into() };
     let cases = vec![
         Case {
@@ -342,6 +345,28 @@ fn lock_plans() {
         }),
     );
     let cases = vec![
+        Case {
+            // A rollback that did not know a store had handed the new key out deleted it;
+            // the rerun must not wait out the lock TTL before repairing that store.
+            name: "a store that names a key IAM no longer has is repaired now, not taken for a run in flight",
+            seen: seen(
+                vec![key("NEW", true, 40)],
+                vec![holds("NEW"), holds("GONE"), holds("NEW")],
+            ),
+            mode: Mode::TwoKey,
+            steps: vec![verify("NEW"), fill(1, "NEW")],
+            end: End::Fresh,
+        },
+        Case {
+            name: "a young key beside an empty store is still another run's work",
+            seen: seen(
+                vec![key("OLD", true, 2 * DAY), key("NEW", true, 40)],
+                vec![holds("NEW"), empty(), holds("OLD")],
+            ),
+            mode: Mode::TwoKey,
+            steps: vec![],
+            end: End::Busy(String::new()),
+        },
         Case {
             name: "a dead run's key beside empty stores is an orphan (nobody has its secret)",
             seen: dead_beside_empty,
