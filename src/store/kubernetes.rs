@@ -9,7 +9,7 @@
 //! puts credrot's keys back as they were (other keys untouched), or deletes the Secret
 //! when credrot created it and it holds nothing else, again only if nobody changed it since.
 
-use super::rest::{http_reason, redact, to_wiped_json, Wiped};
+use super::rest::{http_reason, redact, to_wiped_json, Wiped, MAY_HAVE_LANDED};
 use super::{Holding, SecretStore, StoreError, WriteContext};
 use crate::config::KubeConnection;
 use crate::http::{HttpError, Response};
@@ -527,6 +527,17 @@ impl SecretStore for KubernetesStore {
                     after,
                     created,
                 });
+                if state.seen.is_none() {
+                    // Accepted, but what came back is not the Secret: taken as a failure
+                    // that may have landed, which the rollback checks and undoes.
+                    return Err(self.error(
+                        "write",
+                        format!(
+                            "the API server answered {} with something that is not a Secret{MAY_HAVE_LANDED}",
+                            response.status
+                        ),
+                    ));
+                }
                 return Ok(());
             }
             if response.status != 409 {

@@ -488,7 +488,15 @@ impl VaultStore {
             return response
                 .json::<Value>()
                 .and_then(|v| v.get("data")?.get("version")?.as_u64())
-                .ok_or_else(|| self.error(action, "Vault accepted the write but its answer names no version (the change was made)"));
+                .ok_or_else(|| {
+                    self.error(
+                        action,
+                        format!(
+                            "Vault answered {} with a body that names no version{MAY_HAVE_LANDED}",
+                            response.status
+                        ),
+                    )
+                });
         }
         if response.status == 400 && errors_of(&response).contains(CAS_MISMATCH) {
             return Err(self.error(
