@@ -93,7 +93,7 @@ pub struct RestartHook {
     pub name: String,
     /// Its namespace.
     pub namespace: String,
-    /// The cluster (kubeconfig resolved against services.toml's directory).
+    /// The cluster (a relative kubeconfig is relative to services.toml's directory).
     pub connection: KubeConnection,
 }
 
@@ -263,9 +263,9 @@ fn check_hook(raw: Spanned<RawHook>, base_dir: &Path) -> Result<Hook, Problem> {
             ));
         }
         let connection = KubeConnection {
-            kubeconfig: raw
-                .kubeconfig
-                .map(|k| base_dir.join(k).display().to_string()),
+            // Resolved against services.toml's directory when the hook runs, as the
+            // Kubernetes store's is.
+            kubeconfig: raw.kubeconfig,
             context: raw.context,
         };
         super::kubernetes::check_connection(&connection)
