@@ -45,6 +45,14 @@ pub enum Error {
         /// Users attempted.
         total: usize,
     },
+    /// Every user rotated, but some `after_rotate` hooks failed; the rotations stand.
+    #[error("{hooks} after_rotate hooks failed for {users} users; their rotations stand (new keys stored and verified): the summary says which hook and why; fix it and run the hook by hand")]
+    HooksFailed {
+        /// Hooks that failed.
+        hooks: usize,
+        /// Users they belong to.
+        users: usize,
+    },
     /// `status` could not read some users.
     #[error("the status of {users} users could not be read; the report says why")]
     StatusIncomplete {
@@ -120,6 +128,7 @@ impl Error {
             Error::Aws(_)
             | Error::Store(_)
             | Error::RunFailed { .. }
+            | Error::HooksFailed { .. }
             | Error::Terraform(_)
             | Error::StatusIncomplete { .. }
             | Error::Profile(_)

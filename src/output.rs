@@ -204,6 +204,18 @@ pub fn write_summary(
             writeln!(out, "{}: {} ({note})", r.user, r.outcome.as_str())?;
         }
     }
+    for r in reports {
+        for h in &r.hooks {
+            match &h.error {
+                None => writeln!(out, "{}: after_rotate {}: ok", r.user, h.hook)?,
+                Some(e) => writeln!(
+                    out,
+                    "{}: after_rotate {}: FAILED (the rotation stands): {e}",
+                    r.user, h.hook
+                )?,
+            }
+        }
+    }
     for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
         writeln!(
             out,

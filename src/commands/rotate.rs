@@ -4,8 +4,9 @@ use super::context::{load_aws, open_target, path_settings, runtime};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs, RunGate};
-use crate::config::{normalize_iam_path, Config, Service, StoreConfig};
+use crate::config::{normalize_iam_path, Config, Hook, Service, StoreConfig};
 use crate::error::Error;
+use crate::hooks::HookRunner;
 use crate::notify::RunNotice;
 use crate::output;
 use crate::policy::RotationPolicy;
@@ -51,6 +52,11 @@ pub fn update(
             &service.policy,
             &also,
         );
+        let mut hooks = job.hooks();
+        hooks.add(&service.iam_user, &service.after_rotate);
+        for shared in &also {
+            hooks.add(&service.iam_user, &shared.hooks);
+        }
         let external = match &service.terraform {
             // Terraform made the key: read it before anything else; IAM is left alone.
             Some(tf) => {
@@ -59,7 +65,7 @@ pub fn update(
             }
             None => None,
         };
-        job.execute(&aws, vec![target], 1, external).await
+        job.execute(&aws, vec![target], 1, external, hooks).await
     })
 }
 
@@ -104,7 +110,18 @@ pub fn rotate_path(
         for target in &targets {
             refuse_foreign_stores(&target.user, &target.stores, &services)?;
         }
-        job.execute(&aws, targets, concurrency, None).await
+        let mut hooks = job.hooks();
+        let path_hooks = config
+            .path_policy(&iam_path)
+            .map(|p| p.after_rotate.clone())
+            .unwrap_or_default();
+        for user in &users {
+            hooks.add(&user.name, &path_hooks);
+            for shared in services_of_user(config, &user.name, None) {
+                hooks.add(&user.name, &shared.hooks);
+            }
+        }
+        job.execute(&aws, targets, concurrency, None, hooks).await
     })
 }
 
@@ -113,6 +130,8 @@ pub fn rotate_path(
 struct SharedStores {
     service: Option<String>,
     stores: Vec<StoreConfig>,
+    /// The section's `after_rotate` hooks: its consumers need the new key too.
+    hooks: Vec<Hook>,
 }
 
 /// The stores of every service whose `iam_user` is `user`, except `except`.
@@ -124,6 +143,7 @@ fn services_of_user(config: &Config, user: &str, except: Option<&str>) -> Vec<Sh
         .map(|s| SharedStores {
             service: Some(s.name.clone()),
             stores: s.stores.clone(),
+            hooks: s.after_rotate.clone(),
         })
         .collect()
 }
@@ -140,7 +160,7 @@ async fn paths_of_user(
     let own = service_locations_of(service, env);
     let mut shared = Vec::new();
     for (path, section) in &config.paths {
-        if section.stores.is_empty() {
+        if section.stores.is_empty() && section.after_rotate.is_empty() {
             continue;
         }
         let users = aws.iam().list_users(path).await?;
@@ -160,6 +180,7 @@ async fn paths_of_user(
             shared.push(SharedStores {
                 service: None,
                 stores: section.stores.clone(),
+                hooks: section.after_rotate.clone(),
             });
         }
     }
@@ -282,6 +303,11 @@ impl<'a> Job<'a> {
             started: SystemTime::now(),
             notified: AtomicBool::new(false),
         })
+    }
+
+    /// No hooks yet; commands run in services.toml's directory.
+    fn hooks(&self) -> HookRunner {
+        HookRunner::new(None, self.config.base_dir.clone())
     }
 
     /// What the stores of this run share; `tags` are the service's.
@@ -410,6 +436,7 @@ impl<'a> Job<'a> {
         targets: Vec<Target>,
         concurrency: usize,
         external_key: Option<AccessKey>,
+        mut hooks: HookRunner,
     ) -> Result<(), Error> {
         let dry_run = self.args.dry_run;
         // Every target has the same kinds of stores, so the first one's run-level checks
@@ -430,7 +457,7 @@ impl<'a> Job<'a> {
             Some(log) => log.clone(),
             None => Arc::new(DiscardEvents),
         };
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
             events,
@@ -443,6 +470,16 @@ impl<'a> Job<'a> {
                 inflight: InflightRecords::default_location(),
             },
         );
+        // Hooks never run on a dry run; CREDROT_ACCOUNT is the run's account, when STS says.
+        if !dry_run && !hooks.is_empty() {
+            hooks.set_account(
+                aws.caller_arn()
+                    .await
+                    .ok()
+                    .and_then(|arn| HookRunner::account_of(&arn)),
+            );
+            engine = engine.with_after_rotate(Arc::new(hooks));
+        }
         let progress = progress_bar(targets.len() as u64, self.global.quiet);
         let on_done = |_: &UserReport| {
             progress.inc(1);
@@ -478,8 +515,22 @@ impl<'a> Job<'a> {
             _ => None,
         };
         let summary = audited.as_ref().and_then(|r| r.as_ref().ok());
-        self.notify(&reports, audit_error.into_iter().collect(), summary)
-            .await;
+        let hook_failures: Vec<String> = reports
+            .iter()
+            .flat_map(|r| {
+                r.failed_hooks().map(move |h| {
+                    format!(
+                        "{}: after_rotate hook {} failed (the rotation stands): {}",
+                        r.user,
+                        h.hook,
+                        h.error.as_deref().unwrap_or("failed")
+                    )
+                })
+            })
+            .collect();
+        let mut errors: Vec<String> = audit_error.into_iter().collect();
+        errors.extend(hook_failures.iter().cloned());
+        self.notify(&reports, errors, summary).await;
         let failed = reports
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)
@@ -510,6 +561,15 @@ impl<'a> Job<'a> {
             return Err(e.into());
         }
         summary_written?;
+        if !hook_failures.is_empty() {
+            return Err(Error::HooksFailed {
+                hooks: hook_failures.len(),
+                users: reports
+                    .iter()
+                    .filter(|r| r.failed_hooks().next().is_some())
+                    .count(),
+            });
+        }
         if busy > 0 && self.args.fail_on == Some(RunGate::Busy) {
             return Err(Error::GateTripped {
                 verdict: "busy".into(),

@@ -99,7 +99,7 @@ impl Locator<'_> {
 }
 
 /// The store kinds, in the words of serde's "expected one of" list.
-const KIND_VARIANTS: &str = "`file`, `1password`, `secrets-manager`, `ssm`";
+const KIND_VARIANTS: &str = "`file`, `1password`, `secrets-manager`, `ssm`, `kubernetes`, `vault`";
 
 /// What to do about a parse error, from its message. The most specific messages come
 /// first: a generic rule placed before them would make their hint unreachable.
@@ -109,13 +109,13 @@ pub(crate) fn hint_for(message: &str) -> &'static str {
     } else if message.contains("missing field `iam_user`") {
         "add iam_user = \"NAME\": the IAM user whose keys this service rotates"
     } else if message.contains("missing field `kind`") {
-        "every store needs kind = \"file\" | \"1password\" | \"secrets-manager\" | \"ssm\""
+        "every store needs kind = \"file\" | \"1password\" | \"secrets-manager\" | \"ssm\" | \"kubernetes\" | \"vault\""
     } else if message.contains("missing field `webhook`") {
         "add webhook = \"https://host/path\" to [notify], or remove the section"
     } else if message.starts_with("missing field") {
         "add the missing key shown above"
     } else if message.contains("unknown variant") && message.contains(KIND_VARIANTS) {
-        "set kind to one of: file, 1password, secrets-manager, ssm"
+        "set kind to one of: file, 1password, secrets-manager, ssm, kubernetes, vault"
     } else if message.contains("unknown variant") {
         "use one of the values listed above"
     } else if message.starts_with("invalid type") {

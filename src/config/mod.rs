@@ -10,14 +10,19 @@
 
 mod conflicts;
 mod error;
+mod hooks;
+mod kubernetes;
 mod raw;
 mod store;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod vault;
 
 pub use crate::duration::DurationSetting;
 pub use error::ConfigError;
+pub use hooks::{CommandHook, Hook, RestartHook, SignalHook, WorkloadKind, DEFAULT_HOOK_TIMEOUT};
+pub use kubernetes::{is_dns_subdomain, store_timeout, KubeConnection, KubernetesConfig};
 pub use store::{
     default_title, FileFormat, FileStoreConfig, OnePasswordConfig, SecretsManagerConfig, SsmConfig,
     StoreConfig,
@@ -26,6 +31,7 @@ pub use validate::{
     is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name, normalize_iam_path,
     parse_iam_path, SERVICE_NAME_RULE,
 };
+pub use vault::{AppRoleConfig, VaultConfig};
 
 use crate::notify::Webhook;
 use crate::policy::{PolicySettings, RotationPolicy};
@@ -94,6 +100,9 @@ pub struct Service {
     /// Set when Terraform, not credrot, creates the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terraform: Option<TerraformSource>,
+    /// What runs once a new key is stored, verified and promoted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_rotate: Vec<Hook>,
 }
 
 /// Stores for every user under one IAM path (`rotate --path`).
@@ -106,6 +115,9 @@ pub struct PathPolicy {
     /// When and how its users' keys are rotated.
     #[serde(flatten)]
     pub policy: RotationPolicy,
+    /// What runs once a user's new key is stored, verified and promoted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_rotate: Vec<Hook>,
 }
 
 /// Where a CloudWatch Logs copy of the audit log goes.
@@ -329,6 +341,7 @@ fn check_service(
         }
     };
     let region = svc.region.or_else(|| defaults.region.clone());
+    let after_rotate = hooks::check_hooks(svc.after_rotate, base_dir)?;
     let stores = check_service_stores(
         svc.stores,
         &name,
@@ -346,6 +359,7 @@ fn check_service(
         region,
         stores,
         terraform,
+        after_rotate,
     })
 }
 
@@ -434,10 +448,12 @@ fn check_path(
         templates.location(literal, &owner, &summary, store_offset)?;
         stores.push(store);
     }
+    let after_rotate = hooks::check_hooks(section.after_rotate, base_dir)?;
     Ok(PathPolicy {
         path,
         stores,
         policy,
+        after_rotate,
     })
 }
 

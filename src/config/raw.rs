@@ -2,6 +2,7 @@
 //! that needs more than one key. Spans are kept so that later checks name the line.
 
 use super::error::Problem;
+use super::hooks::RawHook;
 use super::store::StoreConfig;
 use super::KeySource;
 use crate::duration::DurationSetting;
@@ -78,11 +79,15 @@ section_with_policy!(RawService {
     region: Option<String>,
     #[serde(default)]
     stores: Vec<Spanned<StoreConfig>>,
+    #[serde(default)]
+    after_rotate: Vec<Spanned<RawHook>>,
 });
 
 section_with_policy!(RawPath {
     #[serde(default)]
     stores: Vec<Spanned<StoreConfig>>,
+    #[serde(default)]
+    after_rotate: Vec<Spanned<RawHook>>,
 });
 
 /// `[audit]` as written.

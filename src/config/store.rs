@@ -1,6 +1,8 @@
 //! Store specifications: where a service's or path's new key is handed to, as written in
 //! services.toml (templates not yet expanded), and the location each one names.
 
+use super::kubernetes::KubernetesConfig;
+use super::vault::VaultConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
@@ -89,6 +91,12 @@ pub enum StoreConfig {
     /// AWS SSM Parameter Store.
     #[serde(rename = "ssm")]
     Ssm(SsmConfig),
+    /// A Kubernetes Secret.
+    #[serde(rename = "kubernetes")]
+    Kubernetes(KubernetesConfig),
+    /// A HashiCorp Vault KV v2 secret.
+    #[serde(rename = "vault")]
+    Vault(VaultConfig),
 }
 
 impl StoreConfig {
@@ -99,6 +107,8 @@ impl StoreConfig {
             StoreConfig::OnePassword(_) => "1password",
             StoreConfig::SecretsManager(_) => "secrets-manager",
             StoreConfig::Ssm(_) => "ssm",
+            StoreConfig::Kubernetes(_) => "kubernetes",
+            StoreConfig::Vault(_) => "vault",
         }
     }
 
@@ -113,6 +123,8 @@ impl StoreConfig {
                 .unwrap_or_default(),
             StoreConfig::SecretsManager(c) => vec![("name", c.name.as_str())],
             StoreConfig::Ssm(c) => vec![("prefix", c.prefix.as_str())],
+            StoreConfig::Kubernetes(c) => vec![("name", c.name.as_str())],
+            StoreConfig::Vault(c) => vec![("path", c.path.as_str())],
         }
     }
 
@@ -127,6 +139,8 @@ impl StoreConfig {
             ),
             StoreConfig::SecretsManager(c) => format!("secrets-manager:{}", c.name),
             StoreConfig::Ssm(c) => format!("ssm:{}", c.prefix),
+            StoreConfig::Kubernetes(c) => format!("kubernetes:{}/{}", c.namespace, c.name),
+            StoreConfig::Vault(c) => format!("vault:{}/{}", c.mount, c.path),
         }
     }
 }
@@ -159,6 +173,20 @@ pub(super) enum Location {
         prefix: String,
         region: Option<String>,
     },
+    /// The Secret of a namespace of a cluster (as named by kubeconfig and context).
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        namespace: String,
+        name: String,
+    },
+    /// The secret of a KV mount of a Vault server (`None`: `$VAULT_ADDR`) and namespace.
+    Vault {
+        address: Option<String>,
+        namespace: Option<String>,
+        mount: String,
+        path: String,
+    },
 }
 
 impl StoreConfig {
@@ -170,6 +198,8 @@ impl StoreConfig {
             StoreConfig::OnePassword(c) => c.title = c.title.as_deref().map(expand),
             StoreConfig::SecretsManager(c) => c.name = expand(&c.name),
             StoreConfig::Ssm(c) => c.prefix = expand(&c.prefix),
+            StoreConfig::Kubernetes(c) => c.name = expand(&c.name),
+            StoreConfig::Vault(c) => c.path = expand(&c.path),
         }
         store
     }
@@ -197,6 +227,18 @@ impl StoreConfig {
             StoreConfig::Ssm(c) => Location::Ssm {
                 prefix: expand(&c.prefix),
                 region: region(&c.region),
+            },
+            StoreConfig::Kubernetes(c) => Location::Kubernetes {
+                kubeconfig: c.kubeconfig.as_ref().map(|k| lexical(&base_dir.join(k))),
+                context: c.context.clone(),
+                namespace: c.namespace.clone(),
+                name: expand(&c.name),
+            },
+            StoreConfig::Vault(c) => Location::Vault {
+                address: c.address_key(),
+                namespace: c.namespace.clone(),
+                mount: c.mount.clone(),
+                path: expand(&c.path),
             },
         }
     }

@@ -75,9 +75,9 @@ fn bad_duration_is_reported_where_it_is() {
 #[test]
 fn unknown_store_kind_is_reported() {
     let (_, _, message) = error_of(
-        "[services.a]\niam_user = \"u\"\n[[services.a.stores]]\nkind = \"vault\"\npath = \"x\"\n",
+        "[services.a]\niam_user = \"u\"\n[[services.a.stores]]\nkind = \"consul\"\npath = \"x\"\n",
     );
-    assert!(message.contains("unknown variant `vault`"), "{message}");
+    assert!(message.contains("unknown variant `consul`"), "{message}");
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn each_parse_error_gets_its_own_hint() {
         "{hint}"
     );
     assert!(
-        hint_of("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"vault\" }]\n")
+        hint_of("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"consul\" }]\n")
             .contains("set kind to one of")
     );
 }
@@ -481,4 +481,200 @@ fn duration_settings_are_range_checked_and_named() {
     let (line, _, message) = error_of("[notify]\nwebhook = \"https://x/y\"\ntimeout = \"1h\"\n");
     assert_eq!(line, 3);
     assert!(message.contains("at most 5m"), "{message}");
+}
+
+const KUBE: &str = r#"
+[services.pg]
+iam_user = "pg-backup"
+stores = [
+  { kind = "kubernetes", namespace = "apps", name = "aws-{service}", credentials_key = "credentials" },
+  { kind = "vault", path = "aws/{service}", address = "https://vault.example:8200" },
+]
+after_rotate = [
+  { command = ["systemctl", "reload", "pg"], timeout = "10s" },
+  { kubernetes_restart = "deployment/pg", namespace = "apps" },
+  { signal = "sighup", pid_file = "/run/pg.pid" },
+]
+
+[paths.Robots]
+stores = [{ kind = "vault", mount = "kv", path = "robots/{user}" }]
+after_rotate = [{ command = ["/usr/local/bin/reload"], stdin = "key" }]
+"#;
+
+#[test]
+fn kubernetes_vault_and_hooks_parse() {
+    let config = parse(KUBE).unwrap();
+    let svc = config.service("pg").unwrap();
+    let StoreConfig::Kubernetes(k) = &svc.stores[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (k.id_key.as_str(), k.secret_key.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    );
+    let StoreConfig::Vault(v) = &svc.stores[1] else {
+        panic!()
+    };
+    assert_eq!(
+        (v.mount.as_str(), v.id_field.as_str()),
+        ("secret", "access_key_id")
+    );
+    assert_eq!(svc.after_rotate.len(), 3);
+    assert!(
+        matches!(&svc.after_rotate[0], Hook::Command(c) if c.timeout == Duration::from_secs(10) && !c.key_on_stdin)
+    );
+    assert!(
+        matches!(&svc.after_rotate[1], Hook::KubernetesRestart(r) if r.kind == WorkloadKind::Deployment && r.name == "pg")
+    );
+    assert!(matches!(&svc.after_rotate[2], Hook::Signal(s) if s.signal == "HUP"));
+    let path = config.path_policy("Robots").unwrap();
+    assert!(matches!(&path.after_rotate[0], Hook::Command(c) if c.key_on_stdin));
+}
+
+fn store_error(store: &str) -> (usize, usize, String) {
+    error_of(&format!(
+        "[services.a]\niam_user = \"u\"\nstores = [\n  {store},\n]\n"
+    ))
+}
+
+#[test]
+fn kubernetes_and_vault_settings_are_checked_where_written() {
+    for (store, expected) in [
+        (
+            r#"{ kind = "kubernetes", namespace = "Apps", name = "x" }"#,
+            "not a valid namespace name",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "AWS_{service}" }"#,
+            "not a valid Secret name",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "x", id_key = "a/b" }"#,
+            "not a valid Secret data key",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "x", credentials_key = "AWS_ACCESS_KEY_ID" }"#,
+            "are both",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "x", credentials_profile = "p" }"#,
+            "without credentials_key",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "x", timeout = "10m" }"#,
+            "out of range",
+        ),
+        (
+            r#"{ kind = "kubernetes", namespace = "a", name = "x", colour = "red" }"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{ kind = "kubernetes", name = "x" }"#,
+            "missing field `namespace`",
+        ),
+        (
+            r#"{ kind = "vault", path = "/aws/x" }"#,
+            "not a usable secret path",
+        ),
+        (
+            r#"{ kind = "vault", path = "a//b" }"#,
+            "not a usable secret path",
+        ),
+        (
+            r#"{ kind = "vault", path = "x", address = "vault:8200" }"#,
+            "not an http(s) URL",
+        ),
+        (
+            r#"{ kind = "vault", path = "x", mount = "" }"#,
+            "not a mount path",
+        ),
+        (
+            r#"{ kind = "vault", path = "x", id_field = "k", secret_field = "k" }"#,
+            "two different",
+        ),
+        (
+            r#"{ kind = "vault", path = "x", token_file = "t", approle = { role_id = "r" } }"#,
+            "both token_file and approle",
+        ),
+        (
+            r#"{ kind = "vault", path = "x", approle = { secret_id = "s" } }"#,
+            "unknown field `secret_id`",
+        ),
+        (
+            r#"{ kind = "vault", path = "{nope}" }"#,
+            "unknown placeholder {nope}",
+        ),
+    ] {
+        let (line, column, message) = store_error(store);
+        // serde reads a tagged store as a whole, so its own errors point at the list.
+        let serde_error = message.contains("field `");
+        assert_eq!(line, if serde_error { 3 } else { 4 }, "{store}: {message}");
+        assert!(serde_error || column >= 3, "{store}");
+        assert!(message.contains(expected), "{store}: {message}");
+    }
+}
+
+#[test]
+fn hooks_are_checked_where_written() {
+    for (hook, expected) in [
+        (r#"{ command = [] }"#, "command is empty"),
+        (
+            r#"{ command = ["x"], stdin = "secret" }"#,
+            "stdin = \"secret\" is not known",
+        ),
+        (
+            r#"{ command = ["x"], pid_file = "p" }"#,
+            "'pid_file' does not belong",
+        ),
+        (r#"{ command = ["x"], signal = "HUP" }"#, "exactly one of"),
+        (r#"{}"#, "exactly one of"),
+        (r#"{ command = ["x"], timeout = "2h" }"#, "out of range"),
+        (
+            r#"{ kubernetes_restart = "pod/x", namespace = "a" }"#,
+            "names no workload",
+        ),
+        (
+            r#"{ kubernetes_restart = "deployment/x" }"#,
+            "has no namespace",
+        ),
+        (
+            r#"{ kubernetes_restart = "deployment/X", namespace = "a" }"#,
+            "not a valid workload name",
+        ),
+        (
+            r#"{ signal = "KILL", pid_file = "p" }"#,
+            "not one credrot sends",
+        ),
+        (r#"{ signal = "HUP" }"#, "has no pid_file"),
+        (
+            r#"{ signal = "HUP", pid_file = "p", colour = 1 }"#,
+            "unknown field `colour`",
+        ),
+    ] {
+        let text = format!("[services.a]\niam_user = \"u\"\nafter_rotate = [\n  {hook},\n]\n");
+        let (line, _, message) = error_of(&text);
+        assert_eq!(line, 4, "{hook}: {message}");
+        assert!(message.contains(expected), "{hook}: {message}");
+    }
+}
+
+#[test]
+fn two_kubernetes_or_vault_stores_at_one_place_are_refused() {
+    let (line, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"kubernetes\", namespace = \"n\", name = \"aws\" }]\n[services.b]\niam_user = \"v\"\nstores = [{ kind = \"kubernetes\", namespace = \"n\", name = \"aws\" }]\n",
+    );
+    assert_eq!(line, 6);
+    assert!(message.contains("same location"), "{message}");
+    // Another context is another cluster.
+    parse("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"kubernetes\", namespace = \"n\", name = \"aws\" }]\n[services.b]\niam_user = \"v\"\nstores = [{ kind = \"kubernetes\", namespace = \"n\", name = \"aws\", context = \"prod\" }]\n").unwrap();
+    let (line, _, message) = error_of(
+        "[services.a]\niam_user = \"u\"\nstores = [{ kind = \"vault\", path = \"aws/{user}\" }, { kind = \"vault\", path = \"aws/u\" }]\n",
+    );
+    assert_eq!(line, 3);
+    assert!(message.contains("twice"), "{message}");
+    let (_, _, message) = error_of(
+        "[paths.X]\nstores = [{ kind = \"vault\", path = \"aws/{user}\" }, { kind = \"vault\", path = \"aws/{user}\", mount = \"secret\" }]\n",
+    );
+    assert!(message.contains("twice"), "{message}");
+    parse("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"vault\", path = \"aws/a\" }, { kind = \"vault\", path = \"aws/a\", mount = \"kv\" }]\n").unwrap();
 }

@@ -237,6 +237,8 @@ pub(super) fn check_store_names(store: &StoreConfig) -> Result<(), (String, Stri
                 "set vault to the vault's name, or leave it out for \"Automation\"".to_string(),
             ));
         }
+        StoreConfig::Kubernetes(c) => c.check(&literal_part(&c.name))?,
+        StoreConfig::Vault(c) => c.check()?,
         StoreConfig::OnePassword(_) | StoreConfig::File(_) => {}
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! stays, since a store may hand it out.
 
 use super::events::{Event, EventSink};
+use super::hooks::AfterRotate;
 use super::inflight::InflightRecords;
 use super::planner::{self, End, Plan, PlanError, Step};
 use super::report::{KeyView, Outcome, UserReport};
@@ -110,6 +111,7 @@ pub struct Engine {
     verifier: Arc<dyn KeyVerifier>,
     events: Arc<dyn EventSink>,
     options: EngineOptions,
+    after_rotate: Option<Arc<dyn AfterRotate>>,
 }
 
 impl Engine {
@@ -125,6 +127,41 @@ impl Engine {
             verifier,
             events,
             options,
+            after_rotate: None,
+        }
+    }
+
+    /// Run `hooks` after each user's rotation that ends `rotated` (not on dry runs).
+    pub fn with_after_rotate(mut self, hooks: Arc<dyn AfterRotate>) -> Self {
+        self.after_rotate = Some(hooks);
+        self
+    }
+
+    /// The hooks of a user whose rotation just ended: only a rotation that made (or handed
+    /// on) a new key that is now stored, verified and promoted. Each hook is an event of
+    /// its own (`after-rotate`), for the audit log.
+    async fn run_hooks(&self, target: &Target, report: &mut UserReport) {
+        let Some(hooks) = &self.after_rotate else {
+            return;
+        };
+        if self.options.dry_run || report.outcome != Outcome::Rotated || report.new_key.is_none() {
+            return;
+        }
+        report.hooks = hooks.after_rotate(report).await;
+        let key_id = report.new_key.as_ref().map(|k| k.id.clone());
+        for hook in &report.hooks {
+            self.events.record(Event {
+                user: target.user.clone(),
+                service: target.service.clone(),
+                action: "after-rotate",
+                key_id: key_id.clone(),
+                store: Some(hook.hook.clone()),
+                outcome: hook.outcome,
+                error: hook.error.clone(),
+            });
+            if let Some(e) = &hook.error {
+                warn!(user = %target.user, hook = %hook.hook, "after_rotate hook failed (the rotation stands): {e}");
+            }
         }
     }
 
@@ -161,6 +198,7 @@ impl Engine {
                         records.settle(&target.user);
                     }
                 }
+                self.run_hooks(target, &mut report).await;
             }
             Err(err) => {
                 warn!(user = %target.user, "rotation failed: {err}");
@@ -245,7 +283,10 @@ impl Engine {
         }
         .await;
         match result {
-            Ok(outcome) => report.outcome = outcome,
+            Ok(outcome) => {
+                report.outcome = outcome;
+                self.run_hooks(target, &mut report).await;
+            }
             Err(err) => {
                 warn!(user = %target.user, "hand-off failed: {err}");
                 report.error = Some(err.to_string());

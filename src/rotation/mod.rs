@@ -3,6 +3,7 @@
 
 mod engine;
 mod events;
+mod hooks;
 mod inflight;
 mod planner;
 mod report;
@@ -10,10 +11,11 @@ mod retire;
 
 pub use engine::{Engine, EngineOptions, RotateError, Target};
 pub use events::{DiscardEvents, Event, EventSink};
+pub use hooks::AfterRotate;
 
 pub use inflight::InflightRecords;
 pub use planner::{current as current_key, Plan, PlanError, Step, MAX_KEYS};
-pub use report::{KeyView, Outcome, UserReport};
+pub use report::{HookReport, KeyView, Outcome, UserReport};
 pub use retire::{
     decide as decide_retirement, is_own_verification, parse_tag_time, RetireFacts, Retirement,
     DEACTIVATED_TAG, VERIFIED_TAG,

@@ -114,12 +114,39 @@ pub struct UserReport {
     pub error: Option<String>,
     /// When the run for this user finished.
     pub finished_at: String,
+    /// What each `after_rotate` hook did, in order (only after a rotation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookReport>,
     /// The new key, for `-o` and `--print-secrets`; never serialized.
     #[serde(skip)]
     pub new_key: Option<AccessKey>,
 }
 
+/// What one `after_rotate` hook did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookReport {
+    /// The hook, as configured (`command systemctl reload app`).
+    pub hook: String,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed (never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl HookReport {
+    /// Whether the hook failed.
+    pub fn failed(&self) -> bool {
+        self.outcome != "ok"
+    }
+}
+
 impl UserReport {
+    /// The hooks that failed.
+    pub fn failed_hooks(&self) -> impl Iterator<Item = &HookReport> {
+        self.hooks.iter().filter(|h| h.failed())
+    }
+
     /// An empty report for `user`, filled in as the run goes.
     pub fn new(user: &str, service: Option<&str>) -> Self {
         UserReport {
@@ -137,6 +164,7 @@ impl UserReport {
             outcome: Outcome::Failed,
             error: None,
             finished_at: String::new(),
+            hooks: Vec::new(),
             new_key: None,
         }
     }

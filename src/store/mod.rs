@@ -3,18 +3,24 @@
 
 mod aws_shared;
 mod file;
+mod kubernetes;
 mod onepassword;
 mod outfile;
+mod rest;
 mod secrets_manager;
+pub(crate) use rest::redact;
 mod ssm;
 mod stdout;
+mod vault;
 
 pub use file::FileStore;
+pub use kubernetes::{KubernetesStore, SecretKeys};
 pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
 pub use secrets_manager::SecretsManagerStore;
 pub use ssm::SsmStore;
 pub use stdout::{PrintError, SecretPrinter, StdoutStore};
+pub use vault::{VaultAuth, VaultStore, VaultTarget};
 
 use crate::aws::AwsContext;
 use crate::config::StoreConfig;
@@ -301,7 +307,102 @@ pub fn open(
             c.kms_key_id.clone(),
             env.tags.clone(),
         )),
+        StoreConfig::Kubernetes(c) => open_kubernetes(c, values, env),
+        StoreConfig::Vault(c) => open_vault(c, values, env),
     }
+}
+
+/// The Kubernetes store of one user; a name the user's values make invalid is [`Unopened`].
+fn open_kubernetes(
+    c: &crate::config::KubernetesConfig,
+    values: &TemplateValues<'_>,
+    env: &StoreEnv,
+) -> Arc<dyn SecretStore> {
+    let name = values.apply(&c.name);
+    if !crate::config::is_dns_subdomain(&name) {
+        return Arc::new(Unopened(StoreError {
+            store: format!("kubernetes:{}/{name}", c.namespace),
+            action: "read",
+            reason: format!("'{name}' is not a valid Secret name (lower-case letters, digits, '-' and '.'); change the name template in services.toml"),
+        }));
+    }
+    Arc::new(KubernetesStore::new(
+        c.connection(),
+        env.base_dir.clone(),
+        crate::config::store_timeout(c.timeout.as_deref()),
+        c.namespace.clone(),
+        name,
+        SecretKeys {
+            id: c.id_key.clone(),
+            secret: c.secret_key.clone(),
+            credentials: c.credentials_key.clone(),
+            profile: c
+                .credentials_profile
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        },
+    ))
+}
+
+/// The Vault store of one user; without an address (nor `VAULT_ADDR`) it is [`Unopened`].
+fn open_vault(
+    c: &crate::config::VaultConfig,
+    values: &TemplateValues<'_>,
+    env: &StoreEnv,
+) -> Arc<dyn SecretStore> {
+    let path = values.apply(&c.path);
+    let location = format!("vault:{}/{path}", c.mount);
+    let address = c
+        .address
+        .clone()
+        .or_else(|| std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()));
+    let Some(address) = address else {
+        return Arc::new(Unopened(StoreError {
+            store: location,
+            action: "read",
+            reason: "no Vault address: set address in the store or VAULT_ADDR".into(),
+        }));
+    };
+    let file = |f: &String| env.base_dir.join(f);
+    let auth = match &c.approle {
+        Some(role) => {
+            let mut role = role.clone();
+            role.role_id_file = role
+                .role_id_file
+                .as_ref()
+                .map(|f| file(f).display().to_string());
+            role.secret_id_file = role
+                .secret_id_file
+                .as_ref()
+                .map(|f| file(f).display().to_string());
+            VaultAuth::AppRole(role)
+        }
+        None => VaultAuth::Token {
+            file: c.token_file.as_ref().map(file),
+        },
+    };
+    let ca_file = c.ca_cert.as_ref().map(file).or_else(|| {
+        std::env::var_os("VAULT_CACERT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    Arc::new(VaultStore::new(
+        VaultTarget {
+            address,
+            namespace: c.namespace.clone().or_else(|| {
+                std::env::var("VAULT_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            }),
+            mount: c.mount.clone(),
+            path,
+            id_field: c.id_field.clone(),
+            secret_field: c.secret_field.clone(),
+        },
+        auth,
+        ca_file,
+        crate::config::store_timeout(c.timeout.as_deref()),
+    ))
 }
 
 /// A store that [`open`] could not make for one user. Every step fails with the reason, so

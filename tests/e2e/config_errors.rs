@@ -30,9 +30,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unknown store kind",
-        toml: Some("[services.a]\niam_user = \"u\"\n\n[[services.a.stores]]\nkind = \"vault\"\n"),
+        toml: Some("[services.a]\niam_user = \"u\"\n\n[[services.a.stores]]\nkind = \"consul\"\n"),
         args: &["update", "a"],
-        expect: &["services.toml:5:8", "unknown variant `vault`", "file, 1password, secrets-manager, ssm"],
+        expect: &["services.toml:5:8", "unknown variant `consul`", "file, 1password, secrets-manager, ssm"],
     },
     Case {
         name: "missing file",

@@ -455,6 +455,15 @@ pub fn isolated_process(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> std
         "FAKE_OP_STATE",
         "FAKE_OP_FAIL_ON",
         "FAKE_OP_GARBLE_ON",
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "VAULT_NAMESPACE",
+        "VAULT_CACERT",
+        "VAULT_ROLE_ID",
+        "VAULT_SECRET_ID",
     ] {
         cmd.env_remove(var);
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the built credrot binary against a real moto server with IAM
 //! authentication on. One test binary, as ripgrep does, so the harness is compiled once.
 
+mod fake_http;
 mod harness;
 mod home;
 mod invariants;
@@ -18,6 +19,7 @@ mod crash;
 mod faults;
 mod fs_safety;
 mod generate;
+mod hooks;
 mod output_pipe;
 mod planner;
 mod profile;
@@ -28,7 +30,9 @@ mod session_exec;
 mod staged;
 mod status;
 mod stores_aws;
+pub mod stores_kubernetes;
 mod stores_onepassword;
+mod stores_vault;
 mod taskfile;
 mod terraform;
 mod throttling;

@@ -1153,3 +1153,78 @@ fn arn_user_name_takes_the_last_path_segment() {
     );
     assert_eq!(user_name_from_arn("not-an-arn"), None);
 }
+
+// ---------------------------------------------------------------------------------------
+// The after_rotate hook point
+
+/// Records which users' hooks ran and which key each store held at that moment.
+#[derive(Default)]
+struct RecordingHooks {
+    seen: std::sync::Mutex<Vec<(String, Option<String>)>>,
+    store: std::sync::Mutex<Option<Arc<MemoryStore>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::rotation::AfterRotate for RecordingHooks {
+    async fn after_rotate(&self, report: &UserReport) -> Vec<crate::rotation::HookReport> {
+        let held = self
+            .store
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.held_id());
+        self.seen.lock().unwrap().push((report.user.clone(), held));
+        vec![crate::rotation::HookReport {
+            hook: "test".into(),
+            outcome: "failed",
+            error: Some("reload refused".into()),
+        }]
+    }
+}
+
+#[tokio::test]
+async fn hooks_run_once_the_new_key_is_promoted_and_their_failure_keeps_the_rotation() {
+    let f = Fixture::new();
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    let hooks = Arc::new(RecordingHooks::default());
+    *hooks.store.lock().unwrap() = Some(Arc::clone(&store));
+    let engine = f.engine().with_after_rotate(hooks.clone());
+    let report = engine.rotate_user(&target(USER, &[&store])).await;
+    let new = f.assert_rotated(&report, &[&store]).await;
+    assert_eq!(
+        *hooks.seen.lock().unwrap(),
+        vec![(USER.to_string(), Some(new.id.clone()))]
+    );
+    assert_eq!(report.failed_hooks().count(), 1);
+    assert!(
+        f.iam.key_ids(USER).contains(&new.id),
+        "a failed hook undoes nothing"
+    );
+}
+
+#[tokio::test]
+async fn no_hook_runs_on_a_dry_run_or_a_failed_rotation() {
+    let hooks = Arc::new(RecordingHooks::default());
+    let f = Fixture::new().dry_run();
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    let report = f
+        .engine()
+        .with_after_rotate(hooks.clone())
+        .rotate_user(&target(USER, &[&store]))
+        .await;
+    assert_eq!(report.outcome, Outcome::Planned);
+    let f = Fixture::new();
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    store.fail_on(Step::Write);
+    let report = f
+        .engine()
+        .with_after_rotate(hooks.clone())
+        .rotate_user(&target(USER, &[&store]))
+        .await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.hooks.is_empty());
+    assert!(hooks.seen.lock().unwrap().is_empty());
+}
