@@ -95,6 +95,11 @@ pub enum Holding {
     Empty,
     /// A whole key.
     Key(AccessKey),
+    /// A key the store hands out but cannot give back: only its id is known (GitHub
+    /// Actions secrets are write-only; the id is kept beside them). It protects that key
+    /// like a whole one, but is never a source to repair other stores from, and a rollback
+    /// can put it back only from another store that holds the same key whole.
+    KeyId(String),
     /// Something no consumer can use: the parts belong to different keys, or one is
     /// missing. `key_id` is the id it hands out, if any; `reason` says what is wrong.
     Broken {
@@ -118,6 +123,7 @@ impl Holding {
     pub fn key_id(&self) -> Option<&str> {
         match self {
             Holding::Key(key) => Some(&key.id),
+            Holding::KeyId(id) => Some(id),
             Holding::Broken { key_id, .. } => key_id.as_deref(),
             Holding::Empty => None,
         }
