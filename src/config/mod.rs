@@ -19,12 +19,13 @@ mod validate;
 pub use crate::duration::DurationSetting;
 pub use error::ConfigError;
 pub use store::{
-    default_title, FileFormat, FileStoreConfig, OnePasswordConfig, SecretsManagerConfig, SsmConfig,
-    StoreConfig,
+    default_title, AzureKeyVaultConfig, FileFormat, FileStoreConfig, GcpSecretManagerConfig,
+    GithubConfig, GithubVisibility, OldVersions, OnePasswordConfig, SecretsManagerConfig,
+    SsmConfig, StoreConfig,
 };
 pub use validate::{
-    is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name, normalize_iam_path,
-    parse_iam_path, SERVICE_NAME_RULE,
+    github_name_problem, is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name,
+    normalize_iam_path, parse_iam_path, SERVICE_NAME_RULE,
 };
 
 use crate::notify::Webhook;

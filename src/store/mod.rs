@@ -3,15 +3,19 @@
 
 mod aws_shared;
 mod file;
+mod github;
 mod onepassword;
 mod outfile;
+mod rest;
 mod secrets_manager;
 mod ssm;
 mod stdout;
 
 pub use file::FileStore;
+pub use github::GithubStore;
 pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
+pub use rest::check_base_url;
 pub use secrets_manager::SecretsManagerStore;
 pub use ssm::SsmStore;
 pub use stdout::{PrintError, SecretPrinter, StdoutStore};
@@ -307,6 +311,36 @@ pub fn open(
             c.kms_key_id.clone(),
             env.tags.clone(),
         )),
+        StoreConfig::Github(c) => {
+            let mut c = c.clone();
+            for name in [
+                &mut c.access_key_id_secret,
+                &mut c.secret_access_key_secret,
+                &mut c.key_id_variable,
+            ] {
+                *name = values.apply(name);
+            }
+            opened(format!("github:{}", c.scope()), GithubStore::new(&c))
+        }
+        StoreConfig::GcpSecretManager(_) | StoreConfig::AzureKeyVault(_) => opened(
+            config.summary(),
+            Err::<GithubStore, _>("not built yet".to_string()),
+        ),
+    }
+}
+
+/// `store`, or an [`Unopened`] store at `location` that fails with the reason.
+fn opened<S: SecretStore + 'static>(
+    location: String,
+    store: Result<S, String>,
+) -> Arc<dyn SecretStore> {
+    match store {
+        Ok(store) => Arc::new(store),
+        Err(reason) => Arc::new(Unopened(StoreError {
+            store: location,
+            action: "open",
+            reason,
+        })),
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the built credrot binary against a real moto server with IAM
 //! authentication on. One test binary, as ripgrep does, so the harness is compiled once.
 
+mod fake_cloud;
 mod harness;
 mod home;
 mod invariants;
@@ -28,6 +29,7 @@ mod session_exec;
 mod staged;
 mod status;
 mod stores_aws;
+mod stores_github;
 mod stores_onepassword;
 mod taskfile;
 mod terraform;

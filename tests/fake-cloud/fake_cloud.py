@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Fakes of the REST APIs credrot's github, gcp-secret-manager and azure-key-vault stores
+call, for the end-to-end tests (python3 standard library only).
+
+    fake_cloud.py SERVICE --port PORT [--token T] [--read-token T] [--scope S]...
+
+SERVICE is `github`, `gcp` or `azure`. Each fake follows the service's published REST
+reference for the calls credrot makes (paths, verbs, query parameters, headers, body schema,
+status codes and error bodies), keeps its state in memory for the life of the process, and
+refuses what the real service refuses. The GitHub fake opens every sealed box with the
+scope's private key (X25519 + XSalsa20-Poly1305, libsodium's crypto_box_seal, written here
+from RFC 7748 and the Salsa20 specification) and checks the key_id.
+
+Control endpoints (no auth), for the tests:
+  GET  /__fake/state      the state as JSON (GitHub secrets opened: their plaintext)
+  POST /__fake/seed       merge a JSON object into the state (see each class's seed())
+  POST /__fake/fail       {"method": "PUT", "path": "regex", "skip": 0, "count": 1,
+                           "status": 403 | "hang" | "garble" | "reset"}: the next `count`
+                          matching calls after `skip` fail that way; a status call answers
+                          the service's real error body without changing anything; "garble"
+                          does the work and answers 2xx with a body that is not JSON;
+                          "hang" does nothing and never answers; "reset" closes the
+                          connection after doing the work (an answer lost on the way back)
+  GET  /__fake/log        every API call as {"method", "path", "status"}
+The fake prints "listening on PORT" once it accepts connections.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets as random_bytes
+import socket
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+# ---------------------------------------------------------------------------------------
+# X25519 (RFC 7748), Salsa20/HSalsa20 (Bernstein's specification), Poly1305 (RFC 8439)
+# ---------------------------------------------------------------------------------------
+
+P25519 = 2**255 - 19
+A24 = 121665
+
+
+def x25519(k: bytes, u: bytes) -> bytes:
+    k = bytearray(k)
+    k[0] &= 248
+    k[31] &= 127
+    k[31] |= 64
+    scalar = int.from_bytes(k, "little")
+    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
+    for t in reversed(range(255)):
+        bit = (scalar >> t) & 1
+        swap ^= bit
+        if swap:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = bit
+        a, b = (x2 + z2) % P25519, (x2 - z2) % P25519
+        aa, bb = a * a % P25519, b * b % P25519
+        e = (aa - bb) % P25519
+        c, d = (x3 + z3) % P25519, (x3 - z3) % P25519
+        da, cb = d * a % P25519, c * b % P25519
+        x3 = (da + cb) ** 2 % P25519
+        z3 = x1 * (da - cb) ** 2 % P25519
+        x2 = aa * bb % P25519
+        z2 = e * (aa + A24 * e) % P25519
+    if swap:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, P25519 - 2, P25519) % P25519).to_bytes(32, "little")
+
+
+def x25519_public(private: bytes) -> bytes:
+    return x25519(private, (9).to_bytes(32, "little"))
+
+
+def _rotl(v, c):
+    return ((v << c) & 0xFFFFFFFF) | (v >> (32 - c))
+
+
+def _salsa_rounds(x):
+    for _ in range(10):
+        for a, b, c, d in ((0, 4, 8, 12), (5, 9, 13, 1), (10, 14, 2, 6), (15, 3, 7, 11)):
+            x[b] ^= _rotl((x[a] + x[d]) & 0xFFFFFFFF, 7)
+            x[c] ^= _rotl((x[b] + x[a]) & 0xFFFFFFFF, 9)
+            x[d] ^= _rotl((x[c] + x[b]) & 0xFFFFFFFF, 13)
+            x[a] ^= _rotl((x[d] + x[c]) & 0xFFFFFFFF, 18)
+        for a, b, c, d in ((0, 1, 2, 3), (5, 6, 7, 4), (10, 11, 8, 9), (15, 12, 13, 14)):
+            x[b] ^= _rotl((x[a] + x[d]) & 0xFFFFFFFF, 7)
+            x[c] ^= _rotl((x[b] + x[a]) & 0xFFFFFFFF, 9)
+            x[d] ^= _rotl((x[c] + x[b]) & 0xFFFFFFFF, 13)
+            x[a] ^= _rotl((x[d] + x[c]) & 0xFFFFFFFF, 18)
+
+
+SIGMA = [int.from_bytes(b"expand 32-byte k"[i:i + 4], "little") for i in range(0, 16, 4)]
+
+
+def _state(key: bytes, n16: bytes):
+    k = [int.from_bytes(key[i:i + 4], "little") for i in range(0, 32, 4)]
+    n = [int.from_bytes(n16[i:i + 4], "little") for i in range(0, 16, 4)]
+    return [SIGMA[0], k[0], k[1], k[2], k[3], SIGMA[1], n[0], n[1], n[2], n[3],
+            SIGMA[2], k[4], k[5], k[6], k[7], SIGMA[3]]
+
+
+def hsalsa20(key: bytes, nonce16: bytes) -> bytes:
+    x = _state(key, nonce16)
+    _salsa_rounds(x)
+    return b"".join(x[i].to_bytes(4, "little") for i in (0, 5, 10, 15, 6, 7, 8, 9))
+
+
+def salsa20_stream(key: bytes, nonce8: bytes, length: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        init = _state(key, nonce8 + counter.to_bytes(8, "little"))
+        x = list(init)
+        _salsa_rounds(x)
+        out += b"".join(((x[i] + init[i]) & 0xFFFFFFFF).to_bytes(4, "little") for i in range(16))
+        counter += 1
+    return bytes(out[:length])
+
+
+def poly1305(key: bytes, msg: bytes) -> bytes:
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    s = int.from_bytes(key[16:], "little")
+    p = (1 << 130) - 5
+    acc = 0
+    for i in range(0, len(msg), 16):
+        block = msg[i:i + 16] + b"\x01"
+        acc = (acc + int.from_bytes(block, "little")) * r % p
+    return ((acc + s) & ((1 << 128) - 1)).to_bytes(16, "little")
+
+
+def seal_open(sealed: bytes, public: bytes, private: bytes):
+    """crypto_box_seal_open: ephemeral pk (32) || MAC (16) || ciphertext. None if forged."""
+    if len(sealed) < 48:
+        return None
+    epk, mac, cipher = sealed[:32], sealed[32:48], sealed[48:]
+    nonce = hashlib.blake2b(epk + public, digest_size=24).digest()
+    shared = hsalsa20(x25519(private, epk), b"\x00" * 16)
+    subkey = hsalsa20(shared, nonce[:16])
+    stream = salsa20_stream(subkey, nonce[16:], 32 + len(cipher))
+    if poly1305(stream[:32], cipher) != mac:
+        return None
+    return bytes(c ^ k for c, k in zip(cipher, stream[32:]))
+
+
+# ---------------------------------------------------------------------------------------
+# Shared server machinery
+# ---------------------------------------------------------------------------------------
+
+def now_iso():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, status, body):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+class Fake:
+    """State, failure rules and the call log of one fake service."""
+
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.rules = []
+        self.log = []
+
+    # Each service fills these in.
+    def handle(self, method, path, query, headers, body):
+        raise NotImplementedError
+
+    def error_body(self, status, message):
+        raise NotImplementedError
+
+    def dump(self):
+        raise NotImplementedError
+
+    def seed(self, data):
+        raise NotImplementedError
+
+    def fault_for(self, method, path):
+        with self.lock:
+            for rule in self.rules:
+                if rule["method"] != method or not re.search(rule["path"], path):
+                    continue
+                if rule["skip"] > 0:
+                    rule["skip"] -= 1
+                    continue
+                if rule["count"] <= 0:
+                    continue
+                rule["count"] -= 1
+                return rule["status"]
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: Fake = None
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if status == 204:
+            data = b""
+        self.send_response(status)
+        if data or status != 204:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self):
+        fake = self.fake
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if url.path.startswith("/__fake/"):
+            return self._control(url.path, raw)
+        method = self.command
+        fault = fake.fault_for(method, url.path)
+        if fault == "hang":
+            with fake.lock:
+                fake.log.append({"method": method, "path": url.path, "status": "hang"})
+            time.sleep(3600)
+            return
+        if isinstance(fault, int):
+            with fake.lock:
+                fake.log.append({"method": method, "path": url.path, "status": fault})
+            return self._send(fault, fake.error_body(fault, "injected failure"))
+        try:
+            with fake.lock:
+                status, body = fake.handle(method, url.path, parse_qs(url.query, keep_blank_values=True),
+                                           self.headers, raw)
+        except ApiError as e:
+            status, body = e.status, e.body
+        with fake.lock:
+            fake.log.append({"method": method, "path": url.path, "status": status})
+        if fault == "reset" and 200 <= status < 300:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault == "garble" and 200 <= status < 300:
+            return self._send(200, b"<html>upstream proxy error", "text/html")
+        if isinstance(body, tuple):
+            return self._send(status, body[0], body[1])
+        return self._send(status, body)
+
+    def _control(self, path, raw):
+        fake = self.fake
+        if path == "/__fake/state" and self.command == "GET":
+            with fake.lock:
+                return self._send(200, fake.dump())
+        if path == "/__fake/log" and self.command == "GET":
+            with fake.lock:
+                return self._send(200, list(fake.log))
+        if path == "/__fake/seed" and self.command == "POST":
+            with fake.lock:
+                fake.seed(json.loads(raw))
+            return self._send(200, {})
+        if path == "/__fake/fail" and self.command == "POST":
+            rule = json.loads(raw)
+            rule.setdefault("skip", 0)
+            rule.setdefault("count", 1)
+            with fake.lock:
+                fake.rules.append(rule)
+            return self._send(200, {})
+        return self._send(404, {"message": "unknown control endpoint"})
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _route
+
+
+def json_body(raw, error):
+    try:
+        value = json.loads(raw or b"null")
+    except ValueError:
+        raise error("Problems parsing JSON")
+    if not isinstance(value, dict):
+        raise error("the body is not a JSON object")
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# GitHub: Actions secrets and variables (docs.github.com/en/rest/actions/secrets, .../variables)
+# ---------------------------------------------------------------------------------------
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class GitHub(Fake):
+    """Scopes are `repo:OWNER/REPO`, `env:OWNER/REPO/ENV` and `org:ORG` (--scope)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.scopes = {}
+        for scope in args.scope or []:
+            self._add_scope(scope)
+
+    def _add_scope(self, scope):
+        private = random_bytes.token_bytes(32)
+        self.scopes[scope] = {
+            "private": private,
+            "public": x25519_public(private),
+            "key_id": str(int.from_bytes(random_bytes.token_bytes(7), "big")),
+            "secrets": {},
+            "variables": {},
+        }
+
+    def error_body(self, status, message):
+        messages = {401: "Bad credentials", 403: "Resource not accessible by personal access token",
+                    404: "Not Found", 409: "Conflict", 422: "Validation Failed",
+                    500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+        return {"message": messages.get(status, message),
+                "documentation_url": "https://docs.github.com/rest",
+                "status": str(status)}
+
+    def _error(self, status, message=None):
+        body = self.error_body(status, message or "")
+        if message:
+            body["message"] = message
+        return ApiError(status, body)
+
+    def dump(self):
+        out = {}
+        for name, scope in self.scopes.items():
+            out[name] = {
+                "key_id": scope["key_id"],
+                "secrets": {k: {"value": v["value"], "visibility": v.get("visibility"),
+                                "updated_at": v["updated_at"], "writes": v["writes"]}
+                            for k, v in scope["secrets"].items()},
+                "variables": {k: v["value"] for k, v in scope["variables"].items()},
+            }
+        return out
+
+    def seed(self, data):
+        """{"rotate_public_key": SCOPE} gives the scope a new key pair (and key id);
+        {"variables": {SCOPE: {NAME: VALUE}}} sets variables; {"secrets": {SCOPE: {NAME:
+        VALUE}}} sets secrets as if written."""
+        if "rotate_public_key" in data:
+            old = self.scopes[data["rotate_public_key"]]
+            self._add_scope(data["rotate_public_key"])
+            new = self.scopes[data["rotate_public_key"]]
+            new["secrets"], new["variables"] = old["secrets"], old["variables"]
+        for scope, variables in data.get("variables", {}).items():
+            for name, value in variables.items():
+                self.scopes[scope]["variables"][name.upper()] = {
+                    "value": value, "created_at": now_iso(), "updated_at": now_iso()}
+        for scope, secrets in data.get("secrets", {}).items():
+            for name, value in secrets.items():
+                self.scopes[scope]["secrets"][name.upper()] = {
+                    "value": value, "created_at": now_iso(), "updated_at": now_iso(), "writes": 0}
+
+    def _auth(self, headers, write):
+        auth = headers.get("Authorization")
+        if not auth:
+            raise self._error(401, "Requires authentication")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token:
+            raise self._error(401)
+        if token == self.args.token:
+            return
+        if token == self.args.read_token:
+            if write:
+                raise self._error(403)
+            return
+        raise self._error(401)
+
+    def _scope(self, path):
+        """(scope name, rest of the path) of an Actions secrets/variables path."""
+        patterns = [
+            (r"^/repos/([^/]+)/([^/]+)/actions/(.*)$", lambda m: f"repo:{unquote(m[1])}/{unquote(m[2])}"),
+            (r"^/repos/([^/]+)/([^/]+)/environments/([^/]+)/(.*)$",
+             lambda m: f"env:{unquote(m[1])}/{unquote(m[2])}/{unquote(m[3])}"),
+            (r"^/orgs/([^/]+)/actions/(.*)$", lambda m: f"org:{unquote(m[1])}"),
+        ]
+        for pattern, name in patterns:
+            m = re.match(pattern, path)
+            if m:
+                return name(m), m.groups()[-1]
+        raise self._error(404)
+
+    def handle(self, method, path, query, headers, raw):
+        version = headers.get("X-GitHub-Api-Version")
+        if version is not None and version != "2022-11-28":
+            raise self._error(400, f"API version '{version}' is not supported.")
+        write = method in ("PUT", "POST", "PATCH", "DELETE")
+        self._auth(headers, write)
+        scope_name, rest = self._scope(path)
+        scope = self.scopes.get(scope_name)
+        if scope is None:
+            raise self._error(404)
+        is_org = scope_name.startswith("org:")
+        error422 = lambda message: self._error(422, message)
+
+        if rest == "secrets/public-key" and method == "GET":
+            return 200, {"key_id": scope["key_id"],
+                         "key": base64.b64encode(scope["public"]).decode()}
+        m = re.match(r"^secrets/([^/]+)$", rest)
+        if m:
+            name = unquote(m[1]).upper()
+            secret = scope["secrets"].get(name)
+            if method == "GET":
+                if secret is None:
+                    raise self._error(404)
+                out = {"name": name, "created_at": secret["created_at"], "updated_at": secret["updated_at"]}
+                if is_org:
+                    out["visibility"] = secret.get("visibility", "private")
+                return 200, out
+            if method == "DELETE":
+                if secret is None:
+                    raise self._error(404)
+                del scope["secrets"][name]
+                return 204, b""
+            if method == "PUT":
+                if not NAME_RE.match(name) or name.startswith("GITHUB_"):
+                    raise error422(f"Secret names can only contain alphanumeric characters or underscores and may not start with GITHUB_: {name}")
+                body = json_body(raw, error422)
+                allowed = {"encrypted_value", "key_id"} | ({"visibility", "selected_repository_ids"} if is_org else set())
+                unknown = set(body) - allowed
+                if unknown:
+                    raise error422(f"Invalid request.\n\n{sorted(unknown)} are not permitted keys.")
+                for field in ("encrypted_value", "key_id"):
+                    if not isinstance(body.get(field), str):
+                        raise error422(f"Invalid request.\n\n\"{field}\" wasn't supplied.")
+                if is_org:
+                    visibility = body.get("visibility")
+                    if visibility not in ("all", "private", "selected"):
+                        raise error422("Invalid request.\n\n\"visibility\" wasn't supplied.")
+                    if visibility == "selected" and not all(isinstance(i, int) for i in body.get("selected_repository_ids", [None])):
+                        raise error422("Invalid request.\n\nselected_repository_ids must be integers.")
+                if body["key_id"] != scope["key_id"]:
+                    raise error422("Bad request - key_id is not valid")
+                try:
+                    sealed = base64.b64decode(body["encrypted_value"], validate=True)
+                except ValueError:
+                    raise error422("Bad request - encrypted_value is not valid base64")
+                value = seal_open(sealed, scope["public"], scope["private"])
+                if value is None:
+                    raise error422("Bad request - encrypted_value could not be decrypted with the key for key_id")
+                created = secret is None
+                scope["secrets"][name] = {
+                    "value": value.decode(), "visibility": body.get("visibility"),
+                    "created_at": secret["created_at"] if secret else now_iso(),
+                    "updated_at": now_iso(),
+                    "writes": (secret["writes"] if secret else 0) + 1,
+                }
+                return (201, {}) if created else (204, b"")
+            raise self._error(404)
+        if rest == "variables" and method == "POST":
+            body = json_body(raw, error422)
+            allowed = {"name", "value"} | ({"visibility", "selected_repository_ids"} if is_org else set())
+            if set(body) - allowed or not isinstance(body.get("name"), str) or not isinstance(body.get("value"), str):
+                raise error422("Invalid request.\n\nname and value are required strings.")
+            if is_org and body.get("visibility") not in ("all", "private", "selected"):
+                raise error422("Invalid request.\n\n\"visibility\" wasn't supplied.")
+            name = body["name"].upper()
+            if not NAME_RE.match(name) or name.startswith("GITHUB_"):
+                raise error422(f"Variable names can only contain alphanumeric characters or underscores: {name}")
+            if name in scope["variables"]:
+                raise self._error(409, "Already exists - Variable already exists")
+            scope["variables"][name] = {"value": body["value"], "created_at": now_iso(), "updated_at": now_iso()}
+            return 201, {}
+        m = re.match(r"^variables/([^/]+)$", rest)
+        if m:
+            name = unquote(m[1]).upper()
+            variable = scope["variables"].get(name)
+            if variable is None:
+                raise self._error(404)
+            if method == "GET":
+                return 200, {"name": name, "value": variable["value"],
+                             "created_at": variable["created_at"], "updated_at": variable["updated_at"]}
+            if method == "PATCH":
+                body = json_body(raw, error422)
+                allowed = {"name", "value"} | ({"visibility", "selected_repository_ids"} if is_org else set())
+                if set(body) - allowed or ("value" in body and not isinstance(body["value"], str)):
+                    raise error422("Invalid request.\n\nvalue must be a string.")
+                if "name" in body and body["name"].upper() != name:
+                    scope["variables"][body["name"].upper()] = scope["variables"].pop(name)
+                    variable = scope["variables"][body["name"].upper()]
+                if "value" in body:
+                    variable["value"] = body["value"]
+                variable["updated_at"] = now_iso()
+                return 204, b""
+            if method == "DELETE":
+                del scope["variables"][name]
+                return 204, b""
+        raise self._error(404)
+
+
+SERVICES = {"github": GitHub}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("service", choices=sorted(SERVICES))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--read-token", default=None)
+    parser.add_argument("--scope", action="append")
+    parser.add_argument("--config", default=None, help="a JSON file of service settings")
+    args = parser.parse_args()
+    fake = SERVICES[args.service](args)
+    Handler.fake = fake
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"listening on {args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
