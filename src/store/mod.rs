@@ -3,7 +3,9 @@
 
 mod aws_shared;
 mod file;
+mod gcp;
 mod github;
+mod oauth;
 mod onepassword;
 mod outfile;
 mod rest;
@@ -12,6 +14,7 @@ mod ssm;
 mod stdout;
 
 pub use file::FileStore;
+pub use gcp::{GcpAuth, GcpStore};
 pub use github::GithubStore;
 pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
@@ -259,6 +262,7 @@ pub struct StoreEnv {
     tags: Vec<String>,
     aws: AwsClients,
     op: Arc<OpCli>,
+    gcp: Arc<GcpAuth>,
 }
 
 impl StoreEnv {
@@ -270,6 +274,7 @@ impl StoreEnv {
             tags,
             aws: AwsClients::new(aws),
             op: Arc::new(OpCli::from_env()),
+            gcp: Arc::default(),
         }
     }
 }
@@ -322,7 +327,18 @@ pub fn open(
             }
             opened(format!("github:{}", c.scope()), GithubStore::new(&c))
         }
-        StoreConfig::GcpSecretManager(_) | StoreConfig::AzureKeyVault(_) => opened(
+        StoreConfig::GcpSecretManager(c) => {
+            let mut c = c.clone();
+            c.secret = values.apply(&c.secret);
+            opened(
+                format!(
+                    "gcp-secret-manager:projects/{}/secrets/{}",
+                    c.project, c.secret
+                ),
+                GcpStore::new(&c, Arc::clone(&env.gcp)),
+            )
+        }
+        StoreConfig::AzureKeyVault(_) => opened(
             config.summary(),
             Err::<GithubStore, _>("not built yet".to_string()),
         ),

@@ -41,14 +41,6 @@ impl CallError {
             CallError::Auth(_) => false,
         }
     }
-
-    /// The HTTP status, when the service answered.
-    pub(crate) fn status(&self) -> Option<u16> {
-        match self {
-            CallError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Display for CallError {

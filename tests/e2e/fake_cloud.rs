@@ -19,7 +19,11 @@ pub struct FakeCloud {
 impl FakeCloud {
     /// Start the fake of `service` (`github`, `gcp`, `azure`) with `args`.
     pub fn start(service: &str, args: &[&str]) -> FakeCloud {
-        let port = free_port();
+        Self::start_on(service, free_port(), args)
+    }
+
+    /// [`Self::start`] on `port` (for settings that must name the fake's URL up front).
+    pub fn start_on(service: &str, port: u16, args: &[&str]) -> FakeCloud {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fake-cloud/fake_cloud.py"

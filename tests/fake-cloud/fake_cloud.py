@@ -499,7 +499,272 @@ class GitHub(Fake):
         raise self._error(404)
 
 
-SERVICES = {"github": GitHub}
+# ---------------------------------------------------------------------------------------
+# OAuth token endpoints and JWT (RS256) checks, shared by the GCP and Azure fakes
+# ---------------------------------------------------------------------------------------
+
+def der_read(data, pos):
+    """(tag, content, next position) of the DER element at `pos`."""
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(data[pos:pos + n], "big")
+        pos += n
+    return tag, data[pos:pos + length], pos + length
+
+
+def rsa_public_from_pkcs8(pem):
+    """(n, e) of a PEM PKCS#8 RSA private key."""
+    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
+    der = base64.b64decode(body)
+    _, info, _ = der_read(der, 0)                 # PrivateKeyInfo
+    _, _, pos = der_read(info, 0)                 # version
+    _, _, pos = der_read(info, pos)               # algorithm
+    _, octets, _ = der_read(info, pos)            # privateKey
+    _, rsa, _ = der_read(octets, 0)               # RSAPrivateKey
+    _, _, pos = der_read(rsa, 0)                  # version
+    _, n, pos = der_read(rsa, pos)
+    _, e, pos = der_read(rsa, pos)
+    return int.from_bytes(n, "big"), int.from_bytes(e, "big")
+
+
+SHA256_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+def b64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def rs256_verify(jwt, public):
+    """The claims of `jwt` if its RS256 signature is good under `public` (n, e), else None."""
+    try:
+        head, claims, signature = jwt.split(".")
+        header = json.loads(b64url(head))
+        if header.get("alg") != "RS256":
+            return None
+        n, e = public
+        k = (n.bit_length() + 7) // 8
+        em = pow(int.from_bytes(b64url(signature), "big"), e, n).to_bytes(k, "big")
+        digest = hashlib.sha256(f"{head}.{claims}".encode()).digest()
+        expected = b"\x00\x01" + b"\xff" * (k - 3 - len(SHA256_PREFIX) - 32) + b"\x00" + SHA256_PREFIX + digest
+        if em != expected:
+            return None
+        return json.loads(b64url(claims))
+    except (ValueError, KeyError):
+        return None
+
+
+def form_body(headers, raw):
+    if (headers.get("Content-Type") or "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return None
+    return {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# GCP Secret Manager v1 (cloud.google.com/secret-manager/docs/reference/rest) and Google's
+# OAuth 2.0 token endpoint (refresh_token and jwt-bearer grants)
+# ---------------------------------------------------------------------------------------
+
+GCP_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+              404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
+              500: "INTERNAL", 503: "UNAVAILABLE"}
+SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+class Gcp(Fake):
+    """--config JSON: {"project": ID, "project_number": N, "service_account": PATH to a
+    service-account key file (its token_uri is the audience), "authorized_user": {client_id,
+    client_secret, refresh_token}}. The token endpoint is POST /token."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        config = json.load(open(args.config))
+        self.project = config["project"]
+        self.number = str(config.get("project_number", "123456789012"))
+        self.user = config.get("authorized_user")
+        self.account = None
+        if config.get("service_account"):
+            sa = json.load(open(config["service_account"]))
+            self.account = {"email": sa["client_email"], "audience": sa["token_uri"],
+                            "public": rsa_public_from_pkcs8(sa["private_key"])}
+        self.tokens = set()
+        self.secrets = {}
+        self.grants = []
+
+    def error_body(self, status, message):
+        return {"error": {"code": status, "message": message, "status": GCP_STATUS.get(status, "UNKNOWN")}}
+
+    def _error(self, status, message, code=None):
+        body = self.error_body(status, message)
+        if code:
+            body["error"]["status"] = code
+        return ApiError(status, body)
+
+    def dump(self):
+        out = {"grants": list(self.grants), "secrets": {}}
+        for sid, secret in self.secrets.items():
+            out["secrets"][sid] = {
+                "labels": secret["labels"], "replication": secret["replication"],
+                "versions": {str(n): {"state": v["state"],
+                                      "data": v["data"].decode() if v["data"] is not None else None}
+                             for n, v in secret["versions"].items()},
+            }
+        return out
+
+    def seed(self, data):
+        """{"expire_tokens": true} forgets every issued token."""
+        if data.get("expire_tokens"):
+            self.tokens.clear()
+
+    def _token_endpoint(self, headers, raw):
+        form = form_body(headers, raw)
+        oauth_error = lambda error, description: ApiError(400, {"error": error, "error_description": description})
+        if form is None:
+            raise oauth_error("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            want = self.user or {}
+            if not want or any(form.get(k) != want[k] for k in ("client_id", "client_secret", "refresh_token")):
+                raise oauth_error("invalid_grant", "Bad Request")
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            if not self.account:
+                raise oauth_error("invalid_grant", "Invalid JWT Signature.")
+            claims = rs256_verify(form.get("assertion", ""), self.account["public"])
+            if claims is None:
+                raise oauth_error("invalid_grant", "Invalid JWT Signature.")
+            now = time.time()
+            if claims.get("iss") != self.account["email"] or claims.get("aud") != self.account["audience"]:
+                raise oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.")
+            if not (claims.get("iat", 0) - 300 <= now <= claims.get("exp", 0)) or claims["exp"] - claims["iat"] > 3600:
+                raise oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.")
+            if "https://www.googleapis.com/auth/cloud-platform" not in claims.get("scope", "").split():
+                raise oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        else:
+            raise oauth_error("unsupported_grant_type", f"Invalid grant_type: {grant}")
+        token = "ya29.fake-" + random_bytes.token_hex(16)
+        self.tokens.add(token)
+        self.grants.append(grant)
+        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def _version_body(self, sid, n, version):
+        return {"name": f"projects/{self.number}/secrets/{sid}/versions/{n}",
+                "createTime": version["created"], "state": version["state"],
+                "replicationStatus": {"automatic": {}}, "etag": f"\"{version['etag']}\"",
+                "clientSpecifiedPayloadChecksum": True}
+
+    def handle(self, method, path, query, headers, raw):
+        if path == "/token" and method == "POST":
+            return self._token_endpoint(headers, raw)
+        auth = headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            raise self._error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.")
+        m = re.match(r"^/v1/projects/([^/]+)/secrets(?:/([^/:]+))?(?:/versions(?:/([^/:]+))?)?(?::(\w+))?$", path)
+        if not m:
+            raise self._error(404, "The requested URL was not found on this server.")
+        project, sid, version, verb = unquote(m[1]), m[2] and unquote(m[2]), m[3], m[4]
+        in_versions = "/versions" in path
+        if project not in (self.project, self.number):
+            raise self._error(403, f"Permission 'secretmanager.secrets.get' denied for resource 'projects/{project}' (or it may not exist).")
+        bad = lambda message: self._error(400, message)
+        if sid is None:
+            if method != "POST":
+                raise self._error(404, "The requested URL was not found on this server.")
+            sid = (query.get("secretId") or [""])[0]
+            if not SECRET_ID_RE.match(sid):
+                raise bad("Invalid secret id: must be 1-255 characters of letters, digits, - and _.")
+            body = json_body(raw, bad)
+            if set(body) - {"replication", "labels", "annotations"}:
+                raise bad(f"Invalid JSON payload received. Unknown name {sorted(set(body) - {'replication', 'labels'})[0]!r}")
+            if body.get("replication") not in ({"automatic": {}},) and "userManaged" not in (body.get("replication") or {}):
+                raise bad("Secret.replication must be specified.")
+            if sid in self.secrets:
+                raise self._error(409, f"Secret [projects/{self.number}/secrets/{sid}] already exists.")
+            self.secrets[sid] = {"labels": body.get("labels", {}), "replication": body["replication"],
+                                 "created": now_iso(), "versions": {}, "next": 1}
+            return 200, {"name": f"projects/{self.number}/secrets/{sid}", "replication": body["replication"],
+                         "createTime": now_iso(), "labels": body.get("labels", {}), "etag": "\"1\""}
+        secret = self.secrets.get(sid)
+        if secret is None:
+            raise self._error(404, f"Secret [projects/{self.number}/secrets/{sid}] not found or has no versions.")
+        if not in_versions:
+            if verb == "addVersion" and method == "POST":
+                body = json_body(raw, bad)
+                payload = body.get("payload")
+                if set(body) != {"payload"} or not isinstance(payload, dict) or set(payload) - {"data", "dataCrc32c"}:
+                    raise bad("Invalid JSON payload: expected {\"payload\": {\"data\", \"dataCrc32c\"}}.")
+                try:
+                    data = base64.b64decode(payload.get("data", ""), validate=True)
+                except ValueError:
+                    raise bad("Invalid value at 'payload.data' (TYPE_BYTES), Base64 decoding failed.")
+                if not data or len(data) > 65536:
+                    raise bad("Secret Payload cannot be empty or larger than 64KiB.")
+                if "dataCrc32c" in payload and str(crc32c(data)) != str(payload["dataCrc32c"]):
+                    raise bad("The checksum in field data_crc32c did not match the data.")
+                n = secret["next"]
+                secret["next"] += 1
+                secret["versions"][n] = {"data": data, "state": "ENABLED", "created": now_iso(), "etag": 1}
+                return 200, self._version_body(sid, n, secret["versions"][n])
+            if verb is None and method == "GET":
+                return 200, {"name": f"projects/{self.number}/secrets/{sid}", "replication": secret["replication"],
+                             "createTime": secret["created"], "labels": secret["labels"], "etag": "\"1\""}
+            if verb is None and method == "DELETE":
+                del self.secrets[sid]
+                return 200, {}
+            raise self._error(404, "The requested URL was not found on this server.")
+        if version is None:
+            if method != "GET" or verb:
+                raise self._error(404, "The requested URL was not found on this server.")
+            size = int((query.get("pageSize") or ["25"])[0])
+            start = int((query.get("pageToken") or ["0"])[0] or 0)
+            ordered = sorted(secret["versions"].items(), reverse=True)
+            page = ordered[start:start + size]
+            out = {"versions": [self._version_body(sid, n, v) for n, v in page], "totalSize": len(ordered)}
+            if start + size < len(ordered):
+                out["nextPageToken"] = str(start + size)
+            return 200, out
+        if version == "latest":
+            if not secret["versions"]:
+                raise self._error(404, f"Secret Version [projects/{self.number}/secrets/{sid}/versions/latest] not found.")
+            n = max(secret["versions"])   # the most recently created, whatever its state
+        elif version.isdigit() and int(version) in secret["versions"]:
+            n = int(version)
+        else:
+            raise self._error(404, f"Secret Version [projects/{self.number}/secrets/{sid}/versions/{version}] not found.")
+        v = secret["versions"][n]
+        name = f"projects/{self.number}/secrets/{sid}/versions/{n}"
+        if verb == "access" and method == "GET":
+            if v["state"] != "ENABLED":
+                raise self._error(400, f"Secret Version [{name}] is in {v['state']} state.", "FAILED_PRECONDITION")
+            return 200, {"name": name, "payload": {"data": base64.b64encode(v["data"]).decode(),
+                                                   "dataCrc32c": str(crc32c(v["data"]))}}
+        if verb in ("disable", "enable", "destroy") and method == "POST":
+            body = json_body(raw, bad)
+            if set(body) - {"etag"}:
+                raise bad("Invalid JSON payload: only etag may be given.")
+            if v["state"] == "DESTROYED":
+                raise self._error(400, f"Secret Version [{name}] is in DESTROYED state.", "FAILED_PRECONDITION")
+            v["state"] = {"disable": "DISABLED", "enable": "ENABLED", "destroy": "DESTROYED"}[verb]
+            if verb == "destroy":
+                v["data"] = None
+            v["etag"] += 1
+            return 200, self._version_body(sid, n, v)
+        if verb is None and method == "GET":
+            return 200, self._version_body(sid, n, v)
+        raise self._error(404, "The requested URL was not found on this server.")
+
+
+SERVICES = {"github": GitHub, "gcp": Gcp}
 
 
 def main():
