@@ -2,6 +2,7 @@
 //! [`open`] turns a configured store into one, with what the run shares ([`StoreEnv`]).
 
 mod aws_shared;
+mod azure;
 mod file;
 mod gcp;
 mod github;
@@ -13,6 +14,7 @@ mod secrets_manager;
 mod ssm;
 mod stdout;
 
+pub use azure::{AzureAuth, AzureStore};
 pub use file::FileStore;
 pub use gcp::{GcpAuth, GcpStore};
 pub use github::GithubStore;
@@ -263,6 +265,7 @@ pub struct StoreEnv {
     aws: AwsClients,
     op: Arc<OpCli>,
     gcp: Arc<GcpAuth>,
+    azure: Arc<AzureAuth>,
 }
 
 impl StoreEnv {
@@ -275,6 +278,7 @@ impl StoreEnv {
             aws: AwsClients::new(aws),
             op: Arc::new(OpCli::from_env()),
             gcp: Arc::default(),
+            azure: Arc::default(),
         }
     }
 }
@@ -338,10 +342,18 @@ pub fn open(
                 GcpStore::new(&c, Arc::clone(&env.gcp)),
             )
         }
-        StoreConfig::AzureKeyVault(_) => opened(
-            config.summary(),
-            Err::<GithubStore, _>("not built yet".to_string()),
-        ),
+        StoreConfig::AzureKeyVault(c) => {
+            let mut c = c.clone();
+            c.name = values.apply(&c.name);
+            opened(
+                format!(
+                    "azure-key-vault:{}/secrets/{}",
+                    c.vault_url.trim_end_matches('/'),
+                    c.name
+                ),
+                AzureStore::new(&c, Arc::clone(&env.azure)),
+            )
+        }
     }
 }
 

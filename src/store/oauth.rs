@@ -125,7 +125,10 @@ pub(crate) async fn fetch(
     headers: &[(&'static str, Zeroizing<String>)],
     what: &str,
 ) -> Result<Token, CallError> {
-    rest::check_base_url(url).map_err(|m| CallError::Auth(format!("{what}: {m}")))?;
+    // The instance metadata service is plain http on a link-local address, by design.
+    if !url.starts_with("http://169.254.169.254/") {
+        rest::check_base_url(url).map_err(|m| CallError::Auth(format!("{what}: {m}")))?;
+    }
     let uri: Uri = url
         .parse()
         .map_err(|_| CallError::Auth(format!("{what}: '{url}' is not a URL")))?;

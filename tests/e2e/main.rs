@@ -29,6 +29,7 @@ mod session_exec;
 mod staged;
 mod status;
 mod stores_aws;
+mod stores_azure;
 mod stores_gcp;
 mod stores_github;
 mod stores_onepassword;

@@ -764,7 +764,161 @@ class Gcp(Fake):
         raise self._error(404, "The requested URL was not found on this server.")
 
 
-SERVICES = {"github": GitHub, "gcp": Gcp}
+# ---------------------------------------------------------------------------------------
+# Azure Key Vault secrets, REST api-version 7.4 (learn.microsoft.com/rest/api/keyvault/
+# secrets), the Microsoft identity platform's client-credentials token endpoint and the
+# managed identity endpoints (instance metadata service, App Service IDENTITY_ENDPOINT)
+# ---------------------------------------------------------------------------------------
+
+AZURE_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+
+
+class Azure(Fake):
+    """--config JSON: {"tenant": ID, "client_id": ID, "client_secret": S, "identity_header": H}.
+    Token endpoints: POST /{tenant}/oauth2/v2.0/token, GET /metadata/identity/oauth2/token
+    (IMDS), GET /msi/token (App Service). Secrets at /secrets/..."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.config = json.load(open(args.config))
+        self.tokens = set()
+        self.secrets = {}
+        self.grants = []
+
+    def error_body(self, status, message):
+        codes = {400: "BadParameter", 401: "Unauthorized", 403: "Forbidden", 404: "SecretNotFound",
+                 409: "Conflict", 429: "Throttled", 500: "InternalServerError", 503: "ServiceUnavailable"}
+        return {"error": {"code": codes.get(status, "Unknown"), "message": message}}
+
+    def _error(self, status, message, inner=None):
+        body = self.error_body(status, message)
+        if inner:
+            body["error"]["innererror"] = {"code": inner}
+        return ApiError(status, body)
+
+    def dump(self):
+        return {"grants": list(self.grants),
+                "secrets": {name: [{"version": v["version"], "enabled": v["enabled"], "value": v["value"],
+                                    "tags": v["tags"], "contentType": v["contentType"]}
+                                   for v in versions]
+                            for name, versions in self.secrets.items()}}
+
+    def seed(self, data):
+        if data.get("expire_tokens"):
+            self.tokens.clear()
+
+    def _issue(self, grant, extra):
+        token = "eyJ0eXAiOiJKV1Qi.fake." + random_bytes.token_hex(16)
+        self.tokens.add(token)
+        self.grants.append(grant)
+        return 200, dict({"access_token": token, "token_type": "Bearer"}, **extra)
+
+    def _bundle(self, name, v, with_value=True):
+        out = {"id": f"{self.base}/secrets/{name}/{v['version']}",
+               "attributes": {"enabled": v["enabled"], "created": v["created"], "updated": v["updated"],
+                              "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90},
+               "tags": v["tags"]}
+        if v["contentType"] is not None:
+            out["contentType"] = v["contentType"]
+        if with_value:
+            out["value"] = v["value"]
+        return out
+
+    def handle(self, method, path, query, headers, raw):
+        self.base = f"http://{headers.get('Host')}"
+        cfg = self.config
+        m = re.match(r"^/([^/]+)/oauth2/v2\.0/token$", path)
+        if m and method == "POST":
+            form = form_body(headers, raw)
+            aad = lambda status, error, desc: ApiError(status, {"error": error, "error_description": desc, "error_codes": [0]})
+            if form is None:
+                raise aad(400, "invalid_request", "AADSTS900144: The request body must contain the following parameter: 'grant_type'.")
+            if unquote(m[1]) != cfg["tenant"]:
+                raise aad(400, "invalid_request", f"AADSTS90002: Tenant '{m[1]}' not found.")
+            if form.get("grant_type") != "client_credentials":
+                raise aad(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.")
+            if form.get("client_id") != cfg["client_id"]:
+                raise aad(400, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
+            if form.get("client_secret") != cfg["client_secret"]:
+                raise aad(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+            if form.get("scope") != "https://vault.azure.net/.default":
+                raise aad(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid.")
+            return self._issue("client_credentials", {"expires_in": 3599, "ext_expires_in": 3599})
+        if path == "/metadata/identity/oauth2/token" and method == "GET":
+            if headers.get("Metadata") != "true":
+                raise ApiError(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            if query.get("api-version") != ["2018-02-01"] or query.get("resource") != ["https://vault.azure.net"]:
+                raise ApiError(400, {"error": "invalid_request", "error_description": "Required query variable 'api-version' or 'resource' is missing or wrong"})
+            return self._issue("imds", {"expires_in": "86399", "expires_on": str(int(time.time()) + 86399),
+                                        "resource": "https://vault.azure.net"})
+        if path == "/msi/token" and method == "GET":
+            if headers.get("X-IDENTITY-HEADER") != cfg.get("identity_header"):
+                raise ApiError(401, {"statusCode": 401, "message": "Unauthorized request"})
+            if query.get("api-version") != ["2019-08-01"] or query.get("resource") != ["https://vault.azure.net"]:
+                raise ApiError(400, {"statusCode": 400, "message": "api-version or resource is wrong"})
+            return self._issue("app_service", {"expires_on": str(int(time.time()) + 86399),
+                                               "resource": "https://vault.azure.net"})
+
+        m = re.match(r"^/secrets/([^/]+)(?:/([^/]+))?$", path)
+        if not m:
+            raise self._error(404, "The requested resource was not found.", None)
+        versions = query.get("api-version")
+        if not versions:
+            raise self._error(400, "Missing required query parameter: api-version")
+        if versions != ["7.4"]:
+            raise self._error(400, f"The specified version ({versions[0]}) is not recognized. Consider using the latest supported version (7.4).")
+        auth = headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            raise ApiError(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}})
+        name, version = unquote(m[1]), m[2]
+        if not AZURE_NAME_RE.match(name):
+            raise self._error(400, "The request URI contains an invalid name: " + name)
+        history = self.secrets.get(name.lower())
+        bad = lambda message: self._error(400, message)
+        if version is None and method == "PUT":
+            body = json_body(raw, bad)
+            if set(body) - {"value", "contentType", "tags", "attributes"} or not isinstance(body.get("value"), str):
+                raise bad("Property 'value' is required and only value, contentType, tags and attributes are known.")
+            tags = body.get("tags") or {}
+            if not isinstance(tags, dict) or len(tags) > 15 or not all(isinstance(v, str) for v in tags.values()):
+                raise bad("Tags must be at most 15 string values.")
+            v = {"version": random_bytes.token_hex(16), "value": body["value"], "enabled": True,
+                 "contentType": body.get("contentType"), "tags": tags,
+                 "created": int(time.time()), "updated": int(time.time())}
+            self.secrets.setdefault(name.lower(), []).append(v)
+            return 200, self._bundle(name, v)
+        if history is None:
+            raise self._error(404, f"A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182")
+        if version is None and method == "GET":
+            v = history[-1]
+        elif version is not None:
+            found = [v for v in history if v["version"] == version]
+            if not found:
+                raise self._error(404, f"A secret with (name/id) {name}/{version} was not found in this key vault.")
+            v = found[0]
+        else:
+            raise self._error(405, "The requested method is not allowed.")
+        if method == "GET":
+            if not v["enabled"]:
+                raise self._error(403, "Operation get is not allowed on a disabled secret.", "SecretDisabled")
+            return 200, self._bundle(name, v)
+        if method == "PATCH" and version is not None:
+            body = json_body(raw, bad)
+            if set(body) - {"contentType", "tags", "attributes"}:
+                raise bad("Only contentType, tags and attributes can be updated.")
+            attributes = body.get("attributes") or {}
+            if set(attributes) - {"enabled", "nbf", "exp"} or ("enabled" in attributes and not isinstance(attributes["enabled"], bool)):
+                raise bad("attributes.enabled must be a boolean.")
+            if "enabled" in attributes:
+                v["enabled"] = attributes["enabled"]
+            if "tags" in body:
+                v["tags"] = body["tags"]
+            v["updated"] = int(time.time())
+            return 200, self._bundle(name, v, with_value=False)
+        raise self._error(405, "The requested method is not allowed.")
+
+
+SERVICES = {"github": GitHub, "gcp": Gcp, "azure": Azure}
 
 
 def main():
