@@ -557,17 +557,16 @@ impl SecretStore for GcpStore {
             },
         };
         match previous {
-            Some(key) => {
-                // `latest` is the newest version whatever its state: the old key goes back
-                // as a new version, and the one this run added is disabled.
-                if added.is_some() || state.created {
-                    let n = self
-                        .add_version(key)
-                        .await
-                        .map_err(|e| self.fail("restore", "POST :addVersion", &e, Some(key)))?;
-                    state.latest = Some(n);
-                }
+            // `latest` is the newest version whatever its state: the old key goes back as a
+            // new version, and the one this run added is disabled.
+            Some(key) if added.is_some() || state.created => {
+                let n = self
+                    .add_version(key)
+                    .await
+                    .map_err(|e| self.fail("restore", "POST :addVersion", &e, Some(key)))?;
+                state.latest = Some(n);
             }
+            Some(_) => {}
             None if state.created => {
                 let path = format!("/{}", self.name);
                 self.call(Method::DELETE, &path, None, &[200, 404])

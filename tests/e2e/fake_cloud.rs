@@ -88,14 +88,6 @@ impl FakeCloud {
             .cloned()
             .unwrap_or_default()
     }
-
-    /// How many logged calls match `method` and a path containing `part`.
-    pub fn calls(&self, method: &str, part: &str) -> usize {
-        self.log()
-            .iter()
-            .filter(|c| c["method"] == method && c["path"].as_str().unwrap_or("").contains(part))
-            .count()
-    }
 }
 
 impl Drop for FakeCloud {

@@ -94,6 +94,9 @@ fn repository_secrets_are_sealed_then_rotated_and_status_shows_the_id() {
     moto.assert_key_works_for(&first, USER);
     assert_no_secret(&stdout(&out), &[&first], "the output");
 
+    // GitHub may rotate the repository's public key: each write seals with the current one
+    // (the fake refuses a stale key_id).
+    fake.seed(json!({"rotate_public_key": REPO}));
     let out = run(&moto, dir.path(), TOKEN).success();
     let second = file_key(dir.path());
     assert_ne!(second.id, first.id);
