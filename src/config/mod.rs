@@ -24,12 +24,13 @@ pub use error::ConfigError;
 pub use hooks::{CommandHook, Hook, RestartHook, SignalHook, WorkloadKind, DEFAULT_HOOK_TIMEOUT};
 pub use kubernetes::{is_dns_subdomain, store_timeout, KubeConnection, KubernetesConfig};
 pub use store::{
-    default_title, FileFormat, FileStoreConfig, OnePasswordConfig, SecretsManagerConfig, SsmConfig,
-    StoreConfig,
+    default_title, AzureKeyVaultConfig, FileFormat, FileStoreConfig, GcpSecretManagerConfig,
+    GithubConfig, GithubVisibility, OldVersions, OnePasswordConfig, SecretsManagerConfig,
+    SsmConfig, StoreConfig,
 };
 pub use validate::{
-    is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name, normalize_iam_path,
-    parse_iam_path, SERVICE_NAME_RULE,
+    github_name_problem, is_valid_iam_path, is_valid_iam_user_name, is_valid_service_name,
+    normalize_iam_path, parse_iam_path, SERVICE_NAME_RULE,
 };
 pub use vault::{AppRoleConfig, VaultConfig};
 

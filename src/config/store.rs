@@ -75,6 +75,130 @@ pub struct SsmConfig {
     pub region: Option<String>,
 }
 
+/// Who may use an organization secret (GitHub's `visibility`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GithubVisibility {
+    /// Every repository of the organization.
+    All,
+    /// The organization's private (and internal) repositories.
+    #[default]
+    Private,
+    /// Only `selected_repository_ids`.
+    Selected,
+}
+
+impl GithubVisibility {
+    /// The value GitHub's API takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GithubVisibility::All => "all",
+            GithubVisibility::Private => "private",
+            GithubVisibility::Selected => "selected",
+        }
+    }
+}
+
+/// `kind = "github"`: GitHub Actions secrets of a repository, an environment or an
+/// organization, sealed with its public key; the key id is kept in an Actions variable,
+/// since GitHub never hands a secret back.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// `owner/repo` (repository and environment secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The environment of `repository` whose secrets are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The organization (organization secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Which repositories may use an organization secret; default `private`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<GithubVisibility>,
+    /// The repositories of `visibility = "selected"`, by numeric id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_repository_ids: Option<Vec<u64>>,
+    /// The secret holding the access key id.
+    #[serde(default = "default_github_id_secret")]
+    pub access_key_id_secret: String,
+    /// The secret holding the secret access key.
+    #[serde(default = "default_github_secret_secret")]
+    pub secret_access_key_secret: String,
+    /// The Actions variable in which credrot records the key id the secrets hold.
+    #[serde(default = "default_github_variable")]
+    pub key_id_variable: String,
+    /// The environment variable holding the API token; default `GITHUB_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// The API base; default `https://api.github.com` (GitHub Enterprise:
+    /// `https://HOST/api/v3`).
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+}
+
+fn default_github_id_secret() -> String {
+    "AWS_ACCESS_KEY_ID".to_string()
+}
+
+fn default_github_secret_secret() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_string()
+}
+
+fn default_github_variable() -> String {
+    "CREDROT_KEY_ID".to_string()
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".to_string()
+}
+
+/// What happens to the versions a GCP secret no longer hands out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OldVersions {
+    /// Left enabled.
+    Keep,
+    /// Disabled (can be enabled again).
+    #[default]
+    Disable,
+    /// Destroyed (the payload is gone for good).
+    Destroy,
+}
+
+/// `kind = "gcp-secret-manager"`: a Google Cloud Secret Manager secret; each rotation adds
+/// a version.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSecretManagerConfig {
+    /// The project id (or number).
+    pub project: String,
+    /// The secret id.
+    pub secret: String,
+    /// What to do with versions older than the previous one: `keep`, `disable` (default),
+    /// `destroy`.
+    #[serde(default)]
+    pub old_versions: OldVersions,
+    /// The API base; default `https://secretmanager.googleapis.com`.
+    #[serde(default = "default_gcp_endpoint")]
+    pub endpoint: String,
+}
+
+fn default_gcp_endpoint() -> String {
+    "https://secretmanager.googleapis.com".to_string()
+}
+
+/// `kind = "azure-key-vault"`: an Azure Key Vault secret; each rotation adds a version.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureKeyVaultConfig {
+    /// The vault, e.g. `https://my-vault.vault.azure.net`.
+    pub vault_url: String,
+    /// The secret's name (letters, digits and dashes).
+    pub name: String,
+}
+
 /// One place a new key is handed to.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind")]
@@ -97,6 +221,27 @@ pub enum StoreConfig {
     /// A HashiCorp Vault KV v2 secret.
     #[serde(rename = "vault")]
     Vault(VaultConfig),
+    /// GitHub Actions secrets.
+    #[serde(rename = "github")]
+    Github(GithubConfig),
+    /// Google Cloud Secret Manager.
+    #[serde(rename = "gcp-secret-manager")]
+    GcpSecretManager(GcpSecretManagerConfig),
+    /// Azure Key Vault.
+    #[serde(rename = "azure-key-vault")]
+    AzureKeyVault(AzureKeyVaultConfig),
+}
+
+impl GithubConfig {
+    /// Where the secrets are: `org/NAME`, `OWNER/REPO` or `OWNER/REPO/environments/ENV`.
+    pub fn scope(&self) -> String {
+        match (&self.org, &self.repository, &self.environment) {
+            (Some(org), _, _) => format!("org/{org}"),
+            (None, Some(repo), Some(env)) => format!("{repo}/environments/{env}"),
+            (None, Some(repo), None) => repo.clone(),
+            (None, None, _) => String::new(),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -109,6 +254,9 @@ impl StoreConfig {
             StoreConfig::Ssm(_) => "ssm",
             StoreConfig::Kubernetes(_) => "kubernetes",
             StoreConfig::Vault(_) => "vault",
+            StoreConfig::Github(_) => "github",
+            StoreConfig::GcpSecretManager(_) => "gcp-secret-manager",
+            StoreConfig::AzureKeyVault(_) => "azure-key-vault",
         }
     }
 
@@ -125,6 +273,16 @@ impl StoreConfig {
             StoreConfig::Ssm(c) => vec![("prefix", c.prefix.as_str())],
             StoreConfig::Kubernetes(c) => vec![("name", c.name.as_str())],
             StoreConfig::Vault(c) => vec![("path", c.path.as_str())],
+            StoreConfig::Github(c) => vec![
+                ("access_key_id_secret", c.access_key_id_secret.as_str()),
+                (
+                    "secret_access_key_secret",
+                    c.secret_access_key_secret.as_str(),
+                ),
+                ("key_id_variable", c.key_id_variable.as_str()),
+            ],
+            StoreConfig::GcpSecretManager(c) => vec![("secret", c.secret.as_str())],
+            StoreConfig::AzureKeyVault(c) => vec![("name", c.name.as_str())],
         }
     }
 
@@ -141,6 +299,20 @@ impl StoreConfig {
             StoreConfig::Ssm(c) => format!("ssm:{}", c.prefix),
             StoreConfig::Kubernetes(c) => format!("kubernetes:{}/{}", c.namespace, c.name),
             StoreConfig::Vault(c) => format!("vault:{}/{}", c.mount, c.path),
+            StoreConfig::Github(c) => format!("github:{}", c.scope()),
+            StoreConfig::GcpSecretManager(c) => {
+                format!(
+                    "gcp-secret-manager:projects/{}/secrets/{}",
+                    c.project, c.secret
+                )
+            }
+            StoreConfig::AzureKeyVault(c) => {
+                format!(
+                    "azure-key-vault:{}/secrets/{}",
+                    c.vault_url.trim_end_matches('/'),
+                    c.name
+                )
+            }
         }
     }
 }
@@ -187,6 +359,17 @@ pub(super) enum Location {
         mount: String,
         path: String,
     },
+    /// The Actions variable recording the key id, at one API and scope: the secrets beside
+    /// it are named by the same store.
+    Github {
+        api: String,
+        scope: String,
+        variable: String,
+    },
+    /// The secret of a project.
+    Gcp { project: String, secret: String },
+    /// The secret of a vault.
+    Azure { vault: String, name: String },
 }
 
 impl StoreConfig {
@@ -200,6 +383,13 @@ impl StoreConfig {
             StoreConfig::Ssm(c) => c.prefix = expand(&c.prefix),
             StoreConfig::Kubernetes(c) => c.name = expand(&c.name),
             StoreConfig::Vault(c) => c.path = expand(&c.path),
+            StoreConfig::Github(c) => {
+                c.access_key_id_secret = expand(&c.access_key_id_secret);
+                c.secret_access_key_secret = expand(&c.secret_access_key_secret);
+                c.key_id_variable = expand(&c.key_id_variable);
+            }
+            StoreConfig::GcpSecretManager(c) => c.secret = expand(&c.secret),
+            StoreConfig::AzureKeyVault(c) => c.name = expand(&c.name),
         }
         store
     }
@@ -239,6 +429,20 @@ impl StoreConfig {
                 namespace: c.namespace.clone(),
                 mount: c.mount.clone(),
                 path: expand(&c.path),
+            },
+            // GitHub and Azure names are case-insensitive.
+            StoreConfig::Github(c) => Location::Github {
+                api: c.api_url.trim_end_matches('/').to_ascii_lowercase(),
+                scope: c.scope().to_ascii_lowercase(),
+                variable: expand(&c.key_id_variable).to_ascii_uppercase(),
+            },
+            StoreConfig::GcpSecretManager(c) => Location::Gcp {
+                project: c.project.clone(),
+                secret: expand(&c.secret),
+            },
+            StoreConfig::AzureKeyVault(c) => Location::Azure {
+                vault: c.vault_url.trim_end_matches('/').to_ascii_lowercase(),
+                name: expand(&c.name).to_ascii_lowercase(),
             },
         }
     }

@@ -678,3 +678,97 @@ fn two_kubernetes_or_vault_stores_at_one_place_are_refused() {
     assert!(message.contains("twice"), "{message}");
     parse("[services.a]\niam_user = \"u\"\nstores = [{ kind = \"vault\", path = \"aws/a\" }, { kind = \"vault\", path = \"aws/a\", mount = \"kv\" }]\n").unwrap();
 }
+
+#[test]
+fn the_cloud_store_kinds_parse_with_their_defaults() {
+    let config = parse(
+        r#"
+[services.pg]
+iam_user = "pg"
+stores = [
+  { kind = "github", repository = "home-ops/infra" },
+  { kind = "github", org = "home-ops", visibility = "selected", selected_repository_ids = [1], key_id_variable = "PG_KEY_ID", access_key_id_secret = "PG_ID", secret_access_key_secret = "PG_SECRET" },
+  { kind = "gcp-secret-manager", project = "home-ops", secret = "{service}-aws" },
+  { kind = "azure-key-vault", vault_url = "https://v.vault.azure.net", name = "{service}-aws" },
+]
+"#,
+    )
+    .unwrap();
+    let stores = &config.service("pg").unwrap().stores;
+    let StoreConfig::Github(github) = &stores[0] else {
+        panic!("{:?}", stores[0]);
+    };
+    assert_eq!(github.access_key_id_secret, "AWS_ACCESS_KEY_ID");
+    assert_eq!(github.secret_access_key_secret, "AWS_SECRET_ACCESS_KEY");
+    assert_eq!(github.key_id_variable, "CREDROT_KEY_ID");
+    assert_eq!(github.api_url, "https://api.github.com");
+    let StoreConfig::GcpSecretManager(gcp) = &stores[2] else {
+        panic!("{:?}", stores[2]);
+    };
+    assert_eq!(gcp.old_versions, OldVersions::Disable);
+    assert_eq!(gcp.endpoint, "https://secretmanager.googleapis.com");
+}
+
+#[test]
+fn cloud_store_mistakes_are_reported_at_the_store() {
+    let service =
+        |store: &str| format!("[services.pg]\niam_user = \"pg\"\nstores = [\n  {store},\n]\n");
+    let cases = [
+        ("{ kind = \"github\" }", "names neither a repository nor an org"),
+        ("{ kind = \"github\", repository = \"a/b\", org = \"c\" }", "both repository and org"),
+        ("{ kind = \"github\", repository = \"infra\" }", "is not OWNER/REPO"),
+        ("{ kind = \"github\", org = \"o\", environment = \"prod\" }", "environments belong to a repository"),
+        ("{ kind = \"github\", repository = \"a/b\", visibility = \"all\" }", "are for org secrets"),
+        ("{ kind = \"github\", org = \"o\", visibility = \"selected\" }", "needs selected_repository_ids"),
+        ("{ kind = \"github\", repository = \"a/b\", access_key_id_secret = \"GITHUB_KEY\" }", "starts with GITHUB_"),
+        ("{ kind = \"github\", repository = \"a/b\", key_id_variable = \"KEY-ID\" }", "contains '-'"),
+        ("{ kind = \"github\", repository = \"a/b\", access_key_id_secret = \"X\", secret_access_key_secret = \"x\" }", "are the same secret"),
+        ("{ kind = \"github\", repository = \"a/b\", api_url = \"http://github.example.com\" }", "in the clear"),
+        ("{ kind = \"gcp-secret-manager\", project = \"Home Ops\", secret = \"s\" }", "is not a project id"),
+        ("{ kind = \"gcp-secret-manager\", project = \"p\", secret = \"a/b\" }", "only letters, digits, - and _"),
+        ("{ kind = \"azure-key-vault\", vault_url = \"https://v.vault.azure.net\", name = \"pg_aws\" }", "only letters, digits and -"),
+        ("{ kind = \"azure-key-vault\", vault_url = \"http://v.vault.azure.net\", name = \"pg\" }", "in the clear"),
+    ];
+    for (store, expected) in cases {
+        let (line, column, message) = error_of(&service(store));
+        assert_eq!((line, column), (4, 3), "{store}: {message}");
+        assert!(message.contains(expected), "{store}: {message}");
+    }
+    let (_, _, message) = error_of(&service(
+        "{ kind = \"gcp-secret-manager\", project = \"p\", secret = \"s\", old_versions = \"shred\" }",
+    ));
+    assert!(message.contains("unknown variant `shred`"), "{message}");
+    // Path stores: every user needs its own secrets.
+    let (_, _, message) =
+        error_of("[paths.ci]\nstores = [{ kind = \"github\", repository = \"a/b\" }]\n");
+    assert!(
+        message.contains("access_key_id_secret 'AWS_ACCESS_KEY_ID' of a path store has no {user}"),
+        "{message}"
+    );
+}
+
+#[test]
+fn two_cloud_stores_at_one_location_conflict() {
+    let text = r#"
+[services.a]
+iam_user = "a"
+stores = [{ kind = "github", repository = "home-ops/infra" }]
+
+[services.b]
+iam_user = "b"
+stores = [{ kind = "github", repository = "Home-Ops/Infra", access_key_id_secret = "B_ID", secret_access_key_secret = "B_SECRET" }]
+"#;
+    let (line, _, message) = error_of(text);
+    assert_eq!(line, 8);
+    assert!(message.contains("same location"), "{message}");
+    let text = r#"
+[services.a]
+iam_user = "a"
+stores = [{ kind = "azure-key-vault", vault_url = "https://v.vault.azure.net/", name = "{service}" }]
+
+[services.b]
+iam_user = "b"
+stores = [{ kind = "azure-key-vault", vault_url = "https://V.vault.azure.net", name = "A" }]
+"#;
+    assert!(error_of(text).2.contains("same location"));
+}

@@ -240,8 +240,203 @@ pub(super) fn check_store_names(store: &StoreConfig) -> Result<(), (String, Stri
         StoreConfig::Kubernetes(c) => c.check(&literal_part(&c.name))?,
         StoreConfig::Vault(c) => c.check()?,
         StoreConfig::OnePassword(_) | StoreConfig::File(_) => {}
+        StoreConfig::Github(c) => check_github(c)?,
+        StoreConfig::GcpSecretManager(c) => check_gcp(c)?,
+        StoreConfig::AzureKeyVault(c) => check_azure(c)?,
     }
     Ok(())
+}
+
+type NameProblem = (String, String);
+
+fn problem(message: String, hint: &str) -> NameProblem {
+    (message, hint.to_string())
+}
+
+/// GitHub's rule for secret and variable names: letters, digits and `_`, not starting with
+/// a digit or `GITHUB_`. `{user}` may expand to more; the store refuses that at run time.
+pub fn github_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_string());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Some(format!("contains '{bad}'"));
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some("starts with a digit".to_string());
+    }
+    if name.to_ascii_uppercase().starts_with("GITHUB_") {
+        return Some("starts with GITHUB_, which GitHub reserves".to_string());
+    }
+    None
+}
+
+fn check_github(c: &super::GithubConfig) -> Result<(), NameProblem> {
+    const SCOPE: &str = "set repository = \"OWNER/REPO\" (add environment = \"NAME\" for an environment's secrets), or org = \"NAME\"";
+    match (&c.repository, &c.org) {
+        (Some(_), Some(_)) => {
+            return Err(problem(
+                "github store sets both repository and org".into(),
+                SCOPE,
+            ))
+        }
+        (None, None) => {
+            return Err(problem(
+                "github store names neither a repository nor an org".into(),
+                SCOPE,
+            ))
+        }
+        _ => {}
+    }
+    if let Some(repo) = &c.repository {
+        let parts: Vec<&str> = repo.split('/').collect();
+        let ok = parts.len() == 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            });
+        if !ok {
+            return Err(problem(
+                format!("github repository '{repo}' is not OWNER/REPO"),
+                "write it like \"home-ops/infra\"",
+            ));
+        }
+    }
+    if c.org.is_some() && c.environment.is_some() {
+        return Err(problem(
+            "github store sets environment with org; environments belong to a repository".into(),
+            SCOPE,
+        ));
+    }
+    if let Some(env) = &c.environment {
+        if env.trim().is_empty() || env.len() > 255 {
+            return Err(problem(
+                format!("github environment '{env}' is empty or longer than 255 characters"),
+                "name the environment as its settings page does",
+            ));
+        }
+    }
+    if c.org.is_none() && (c.visibility.is_some() || c.selected_repository_ids.is_some()) {
+        return Err(problem(
+            "github visibility and selected_repository_ids are for org secrets".into(),
+            "remove them, or use org = \"NAME\"",
+        ));
+    }
+    let selected = c.visibility == Some(super::GithubVisibility::Selected);
+    match (&c.selected_repository_ids, selected) {
+        (None, true) => {
+            return Err(problem(
+                "github visibility = \"selected\" needs selected_repository_ids".into(),
+                "list the repositories' numeric ids, e.g. selected_repository_ids = [1296269]",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(problem(
+                "github selected_repository_ids is set but visibility is not \"selected\"".into(),
+                "set visibility = \"selected\" or remove selected_repository_ids",
+            ))
+        }
+        _ => {}
+    }
+    for (field, name) in [
+        ("access_key_id_secret", &c.access_key_id_secret),
+        ("secret_access_key_secret", &c.secret_access_key_secret),
+        ("key_id_variable", &c.key_id_variable),
+    ] {
+        if let Some(what) = github_name_problem(&literal_part(name)) {
+            return Err(problem(
+                format!("github {field} '{name}' {what}"),
+                "GitHub names take letters, digits and _, and may not start with a digit or GITHUB_",
+            ));
+        }
+    }
+    let names = [
+        c.access_key_id_secret.to_ascii_uppercase(),
+        c.secret_access_key_secret.to_ascii_uppercase(),
+    ];
+    if names[0] == names[1] {
+        return Err(problem(
+            "github access_key_id_secret and secret_access_key_secret are the same secret".into(),
+            "give them different names (GitHub names ignore case)",
+        ));
+    }
+    if let Some(token_env) = &c.token_env {
+        if token_env.is_empty() || token_env.contains('=') {
+            return Err(problem(
+                format!("github token_env '{token_env}' is not an environment variable name"),
+                "name the variable holding the token, e.g. token_env = \"GH_ROTATION_TOKEN\"",
+            ));
+        }
+    }
+    crate::store::check_base_url(&c.api_url).map_err(|m| {
+        problem(
+            format!("github api_url: {m}"),
+            "e.g. api_url = \"https://github.example.com/api/v3\"",
+        )
+    })
+}
+
+fn check_gcp(c: &super::GcpSecretManagerConfig) -> Result<(), NameProblem> {
+    let project_ok = (1..=64).contains(&c.project.len())
+        && c.project
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-.:".contains(ch));
+    if !project_ok {
+        return Err(problem(
+            format!(
+                "gcp-secret-manager project '{}' is not a project id",
+                c.project
+            ),
+            "use the project id (lower-case letters, digits and dashes) or its number",
+        ));
+    }
+    let literal = literal_part(&c.secret);
+    if literal.len() > 255
+        || literal
+            .chars()
+            .any(|ch| !(ch.is_ascii_alphanumeric() || "-_".contains(ch)))
+    {
+        return Err(problem(
+            format!(
+                "gcp-secret-manager secret '{}' may hold only letters, digits, - and _ (at most 255)",
+                c.secret
+            ),
+            "e.g. secret = \"pg-backup-aws\"",
+        ));
+    }
+    crate::store::check_base_url(&c.endpoint).map_err(|m| {
+        problem(
+            format!("gcp-secret-manager endpoint: {m}"),
+            "leave it out for https://secretmanager.googleapis.com",
+        )
+    })
+}
+
+fn check_azure(c: &super::AzureKeyVaultConfig) -> Result<(), NameProblem> {
+    let literal = literal_part(&c.name);
+    if literal.len() > 127
+        || literal
+            .chars()
+            .any(|ch| !(ch.is_ascii_alphanumeric() || ch == '-'))
+    {
+        return Err(problem(
+            format!(
+                "azure-key-vault name '{}' may hold only letters, digits and - (at most 127)",
+                c.name
+            ),
+            "Key Vault secret names allow nothing else, e.g. name = \"pg-backup-aws\"",
+        ));
+    }
+    crate::store::check_base_url(&c.vault_url).map_err(|m| {
+        problem(
+            format!("azure-key-vault vault_url: {m}"),
+            "e.g. vault_url = \"https://my-vault.vault.azure.net\"",
+        )
+    })
 }
 
 /// Validate `[audit]`: it must name a destination, and CloudWatch names must be valid.

@@ -14,7 +14,7 @@ use super::report::{KeyView, Outcome, UserReport};
 use crate::aws::{AwsError, IamApi, KeyVerifier};
 use crate::policy::RotationPolicy;
 use crate::secret::AccessKey;
-use crate::store::{SecretStore, StoreError, WriteContext};
+use crate::store::{Holding, SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -213,7 +213,15 @@ impl Engine {
     async fn run(&self, target: &Target, report: &mut UserReport) -> Result<Outcome, RotateError> {
         let observed = self.observe(target).await?;
         report.keys_before = observed.seen.keys.iter().map(KeyView::from).collect();
-        let plan = planner::plan(&observed.seen, self.rules(&target.policy))?;
+        let plan =
+            planner::plan(&observed.seen, self.rules(&target.policy)).map_err(|e| match e {
+                PlanError::CannotRestore { key_id, index, .. } => PlanError::CannotRestore {
+                    key_id,
+                    index,
+                    store: target.stores[index].location(),
+                },
+                other => other,
+            })?;
         report.current_before = plan.current.clone();
         report.last_before = plan.last.clone();
         let (outcome, note) = end_outcome(&plan.end);
@@ -246,20 +254,47 @@ impl Engine {
         let mut report = UserReport::new(&target.user, target.service.as_deref());
         report.stores = target.stores.iter().map(|s| s.location()).collect();
         let result = async {
-            let mut held = Vec::with_capacity(target.stores.len());
+            let mut holdings = Vec::with_capacity(target.stores.len());
             for store in &target.stores {
-                held.push(store.read().await?);
+                holdings.push(store.observe().await?);
             }
-            report.current_before = held.iter().flatten().map(|k| k.id.clone()).next();
-            // Same id and secret in every real store: nothing to hand on (the -o copy only
-            // gets keys that are handed on).
-            let copies: Vec<bool> = target.stores.iter().map(|s| s.is_copy()).collect();
-            if held
+            report.current_before = holdings.iter().find_map(|h| h.key_id().map(str::to_string));
+            // Same key in every real store: nothing to hand on (the -o copy only gets keys
+            // that are handed on). A store that hands out a key by id only holds it when
+            // the ids agree: an access key id names one secret.
+            let has = |h: &Holding| match h {
+                Holding::KeyId(id) => *id == key.id,
+                other => other.key() == Some(&key),
+            };
+            if target
+                .stores
                 .iter()
-                .zip(&copies)
-                .all(|(k, &copy)| copy || k.as_ref() == Some(&key))
+                .zip(&holdings)
+                .all(|(store, h)| store.is_copy() || has(h))
             {
                 return Ok(Outcome::Fresh);
+            }
+            // What a rollback puts back; a store that hands out a key by id only needs the
+            // same key whole from another store, or it could not be put back.
+            let whole = |id: &str| {
+                holdings
+                    .iter()
+                    .filter_map(Holding::key)
+                    .find(|k| k.id == id)
+                    .cloned()
+            };
+            let mut held = Vec::with_capacity(holdings.len());
+            for (index, holding) in holdings.iter().enumerate() {
+                held.push(match holding {
+                    Holding::KeyId(id) => {
+                        Some(whole(id).ok_or_else(|| PlanError::CannotRestore {
+                            key_id: id.clone(),
+                            index,
+                            store: target.stores[index].location(),
+                        })?)
+                    }
+                    other => other.key().cloned(),
+                });
             }
             if self.options.dry_run {
                 return Ok(Outcome::Planned);

@@ -32,6 +32,9 @@ pub enum Held {
     Empty,
     /// A whole key.
     Key(String),
+    /// A key whose secret the store cannot give back (a GitHub secret): it hands out this
+    /// key, which is protected like a whole one, but it is never a repair source.
+    KeyId(String),
     /// A pair no consumer can use; the id it names, if any.
     Broken(Option<String>),
 }
@@ -39,9 +42,14 @@ pub enum Held {
 impl Held {
     fn id(&self) -> Option<&str> {
         match self {
-            Held::Key(id) | Held::Broken(Some(id)) => Some(id),
+            Held::Key(id) | Held::KeyId(id) | Held::Broken(Some(id)) => Some(id),
             _ => None,
         }
+    }
+
+    /// Whether the store hands out key `id` in working order (whole, or by id only).
+    fn hands_out(&self, id: &str) -> bool {
+        matches!(self, Held::Key(k) | Held::KeyId(k) if k == id)
     }
 }
 
@@ -232,6 +240,17 @@ pub enum PlanError {
         "the user has {0} access keys but IAM allows {MAX_KEYS}; delete the extra keys by hand"
     )]
     TooManyKeys(usize),
+    /// A store hands out a key only by id (a GitHub secret) and no store holds that key
+    /// whole, so a failed rotation could not put it back: refused before any IAM change.
+    #[error("key {key_id} is handed out by {store}, which cannot give a secret back, and no other store holds {key_id} whole, so a failed rotation could not put it back there; nothing was changed. Add a store that holds the key whole (file, 1password, ssm, secrets-manager) and fill it, or see docs/stores/github.md for starting the store afresh")]
+    CannotRestore {
+        /// The key the store hands out.
+        key_id: String,
+        /// The store's index in [`Observed::stores`].
+        index: usize,
+        /// The store's location (the engine names it; the planner knows only indexes).
+        store: String,
+    },
     /// The steps came in an order the executor cannot carry out (a bug, never expected).
     #[error("internal error: {0}; nothing after this step was done, please report it")]
     OutOfOrder(&'static str),
@@ -352,7 +371,7 @@ impl<'a> View<'a> {
             })
             .min()?;
         let seen = self.seen;
-        let everywhere = |id: &str| self.counted().all(|s| s.held == Held::Key(id.to_string()));
+        let everywhere = |id: &str| self.counted().all(|s| s.held.hands_out(id));
         seen.keys
             .iter()
             .filter(|k| k.active && self.age(k) < ttl && !everywhere(&k.id))
@@ -420,7 +439,10 @@ impl<'a> View<'a> {
     /// Whether a new key is due: forced, no Active key, CURRENT older than `rotate_after`,
     /// or no real store holds a whole key (no consumer can get one, so waiting helps nobody).
     fn due(&self, current: Option<&KeyMeta>) -> bool {
-        let starved = self.real().next().is_some() && self.repair_source().is_none();
+        // Stores that hand out an IAM key by id only (GitHub) serve their consumers; only
+        // when some other store holds nothing usable is the user starved.
+        let serving = |s: &StoreView| matches!(&s.held, Held::KeyId(id) if self.in_iam(id));
+        let starved = self.real().any(|(_, s)| !serving(s)) && self.repair_source().is_none();
         let (Some(after), Some(current)) = (&self.rules.policy.rotate_after, current) else {
             return true;
         };
@@ -485,7 +507,7 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
     if let Some(source) = view.repair_source() {
         let lagging: Vec<(usize, String)> = view
             .real()
-            .filter(|(_, s)| s.held != Held::Key(source.to_string()))
+            .filter(|(_, s)| !s.held.hands_out(source))
             .map(|(i, s)| (i, fill_reason(s, source)))
             .collect();
         if !lagging.is_empty() {
@@ -593,6 +615,7 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
             reason,
         });
     }
+    check_restorable(seen, &view, &plan.steps)?;
     plan.steps.push(Step::Create);
     plan.steps
         .extend((0..seen.stores.len()).map(|store| Step::Write { store }));
@@ -603,6 +626,32 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
     }
     plan.end = End::Rotated;
     Ok(plan)
+}
+
+/// Before a new key is made: every store that hands out a key by id only (and is not
+/// filled with a whole key first by this plan) must hand out a key some store holds whole,
+/// so that a rollback can put it back. A key IAM no longer has needs no putting back.
+fn check_restorable(seen: &Observed, view: &View<'_>, steps: &[Step]) -> Result<(), PlanError> {
+    let whole = |id: &str| {
+        seen.stores
+            .iter()
+            .any(|s| s.held == Held::Key(id.to_string()) || s.pending.as_deref() == Some(id))
+    };
+    for (index, store) in seen.stores.iter().enumerate() {
+        let filled = steps
+            .iter()
+            .any(|s| matches!(s, Step::Fill { store, .. } if *store == index));
+        if let Held::KeyId(id) = &store.held {
+            if !filled && view.in_iam(id) && !whole(id) {
+                return Err(PlanError::CannotRestore {
+                    key_id: id.clone(),
+                    index,
+                    store: format!("store #{}", index + 1),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The keys that remain once `orphans` are deleted.
@@ -621,7 +670,7 @@ fn fill_reason(store: &StoreView, source: &str) -> String {
         Held::Key(id) if store.pending.as_deref() == Some(source) => {
             format!("it hands out {id} and has {source} staged by an interrupted run")
         }
-        Held::Key(id) => format!("it hands out older key {id}"),
+        Held::Key(id) | Held::KeyId(id) => format!("it hands out older key {id}"),
     }
 }
 

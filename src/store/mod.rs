@@ -2,8 +2,12 @@
 //! [`open`] turns a configured store into one, with what the run shares ([`StoreEnv`]).
 
 mod aws_shared;
+mod azure;
 mod file;
+mod gcp;
+mod github;
 mod kubernetes;
+mod oauth;
 mod onepassword;
 mod outfile;
 mod rest;
@@ -13,10 +17,14 @@ mod ssm;
 mod stdout;
 mod vault;
 
+pub use azure::{AzureAuth, AzureStore};
 pub use file::FileStore;
+pub use gcp::{GcpAuth, GcpStore};
+pub use github::GithubStore;
 pub use kubernetes::{KubernetesStore, SecretKeys};
 pub use onepassword::{OnePasswordStore, OpCli};
 pub use outfile::{Outfile, OutfileStore};
+pub use rest::check_base_url;
 pub use secrets_manager::SecretsManagerStore;
 pub use ssm::SsmStore;
 pub use stdout::{PrintError, SecretPrinter, StdoutStore};
@@ -101,6 +109,11 @@ pub enum Holding {
     Empty,
     /// A whole key.
     Key(AccessKey),
+    /// A key the store hands out but cannot give back: only its id is known (GitHub
+    /// Actions secrets are write-only; the id is kept beside them). It protects that key
+    /// like a whole one, but is never a source to repair other stores from, and a rollback
+    /// can put it back only from another store that holds the same key whole.
+    KeyId(String),
     /// Something no consumer can use: the parts belong to different keys, or one is
     /// missing. `key_id` is the id it hands out, if any; `reason` says what is wrong.
     Broken {
@@ -124,6 +137,7 @@ impl Holding {
     pub fn key_id(&self) -> Option<&str> {
         match self {
             Holding::Key(key) => Some(&key.id),
+            Holding::KeyId(id) => Some(id),
             Holding::Broken { key_id, .. } => key_id.as_deref(),
             Holding::Empty => None,
         }
@@ -255,6 +269,8 @@ pub struct StoreEnv {
     tags: Vec<String>,
     aws: AwsClients,
     op: Arc<OpCli>,
+    gcp: Arc<GcpAuth>,
+    azure: Arc<AzureAuth>,
 }
 
 impl StoreEnv {
@@ -266,6 +282,8 @@ impl StoreEnv {
             tags,
             aws: AwsClients::new(aws),
             op: Arc::new(OpCli::from_env()),
+            gcp: Arc::default(),
+            azure: Arc::default(),
         }
     }
 }
@@ -309,6 +327,55 @@ pub fn open(
         )),
         StoreConfig::Kubernetes(c) => open_kubernetes(c, values, env),
         StoreConfig::Vault(c) => open_vault(c, values, env),
+        StoreConfig::Github(c) => {
+            let mut c = c.clone();
+            for name in [
+                &mut c.access_key_id_secret,
+                &mut c.secret_access_key_secret,
+                &mut c.key_id_variable,
+            ] {
+                *name = values.apply(name);
+            }
+            opened(format!("github:{}", c.scope()), GithubStore::new(&c))
+        }
+        StoreConfig::GcpSecretManager(c) => {
+            let mut c = c.clone();
+            c.secret = values.apply(&c.secret);
+            opened(
+                format!(
+                    "gcp-secret-manager:projects/{}/secrets/{}",
+                    c.project, c.secret
+                ),
+                GcpStore::new(&c, Arc::clone(&env.gcp)),
+            )
+        }
+        StoreConfig::AzureKeyVault(c) => {
+            let mut c = c.clone();
+            c.name = values.apply(&c.name);
+            opened(
+                format!(
+                    "azure-key-vault:{}/secrets/{}",
+                    c.vault_url.trim_end_matches('/'),
+                    c.name
+                ),
+                AzureStore::new(&c, Arc::clone(&env.azure)),
+            )
+        }
+    }
+}
+
+/// `store`, or an [`Unopened`] store at `location` that fails with the reason.
+fn opened<S: SecretStore + 'static>(
+    location: String,
+    store: Result<S, String>,
+) -> Arc<dyn SecretStore> {
+    match store {
+        Ok(store) => Arc::new(store),
+        Err(reason) => Arc::new(Unopened(StoreError {
+            store: location,
+            action: "open",
+            reason,
+        })),
     }
 }
 

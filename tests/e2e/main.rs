@@ -1,6 +1,7 @@
 //! End-to-end tests: the built credrot binary against a real moto server with IAM
 //! authentication on. One test binary, as ripgrep does, so the harness is compiled once.
 
+mod fake_cloud;
 mod fake_http;
 mod harness;
 mod home;
@@ -30,6 +31,9 @@ mod session_exec;
 mod staged;
 mod status;
 mod stores_aws;
+mod stores_azure;
+mod stores_gcp;
+mod stores_github;
 pub mod stores_kubernetes;
 mod stores_onepassword;
 mod stores_vault;

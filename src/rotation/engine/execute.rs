@@ -51,8 +51,7 @@ impl Engine {
             rotated_at: crate::clock::now(),
         };
         // What each store holds as the steps go, for the undo.
-        let mut holding: Vec<Option<AccessKey>> =
-            observed.holdings.iter().map(|h| h.key().cloned()).collect();
+        let mut holding: Vec<Option<AccessKey>> = observed.previous();
         let mut new = NewKey::default();
         for step in &plan.steps {
             let done = self

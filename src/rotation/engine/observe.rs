@@ -29,6 +29,20 @@ impl Observation {
             .find(|k| k.id == id)
     }
 
+    /// What each store holds, as a rollback puts it back: its whole key, or for a store
+    /// that hands out a key by id only, the same key from a store that holds it whole
+    /// (the planner refuses a rotation where there is none, unless IAM no longer has the
+    /// key); `None` for a store holding nothing usable.
+    pub(super) fn previous(&self) -> Vec<Option<AccessKey>> {
+        self.holdings
+            .iter()
+            .map(|h| match h {
+                Holding::KeyId(id) => self.key(id).cloned(),
+                other => other.key().cloned(),
+            })
+            .collect()
+    }
+
     /// Ids the planner protects: a guard the executor checks again before any deletion.
     pub(super) fn protected(&self) -> BTreeSet<String> {
         self.holdings
@@ -87,6 +101,7 @@ impl Engine {
                 held: match holding {
                     Holding::Empty => Held::Empty,
                     Holding::Key(k) => Held::Key(k.id.clone()),
+                    Holding::KeyId(id) => Held::KeyId(id.clone()),
                     Holding::Broken { key_id, reason } => {
                         warn!(user = %target.user, store = %store.location(), "the store holds a broken pair: {reason}; it is repaired from a verified key");
                         Held::Broken(key_id.clone())

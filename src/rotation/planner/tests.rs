@@ -632,3 +632,117 @@ fn a_dry_run_reads_the_same_steps() {
         ]
     );
 }
+
+/// A store that hands out `id` but cannot give its secret back (GitHub).
+fn by_id(id: &str) -> StoreView {
+    StoreView {
+        copy: false,
+        held: Held::KeyId(id.to_string()),
+        pending: None,
+    }
+}
+
+#[test]
+fn stores_that_hand_out_a_key_by_id_only() {
+    let verify = |k: &str| Step::VerifyStored { key: k.into() };
+    let cases = vec![
+        Case {
+            name: "beside a store holding the same key whole: rotated, that key is what a rollback puts back",
+            seen: seen(vec![key("A", true, 10 * DAY)], vec![holds("A"), by_id("A")]),
+            mode: Mode::TwoKey,
+            steps: rotation(vec![], 2),
+            end: End::Rotated,
+        },
+        Case {
+            name: "alone with a young key: it serves its consumers, nothing is due",
+            seen: seen(vec![key("A", true, DAY)], vec![by_id("A")]),
+            mode: Mode::TwoKey,
+            steps: vec![],
+            end: End::Fresh,
+        },
+        Case {
+            name: "the key it hands out is protected: LAST goes only when it is the other one",
+            seen: seen(
+                vec![key("OLD", true, 20 * DAY), key("CUR", true, 10 * DAY)],
+                vec![holds("CUR"), by_id("CUR")],
+            ),
+            mode: Mode::TwoKey,
+            steps: rotation(vec![delete("OLD", "LAST key")], 2),
+            end: End::Rotated,
+        },
+        Case {
+            name: "lagging behind a whole store: filled from it, and the key it handed out survives the run",
+            seen: seen(
+                vec![key("OLD", true, 20 * DAY), key("NEW", true, 10 * DAY)],
+                vec![holds("NEW"), by_id("OLD")],
+            ),
+            mode: Mode::TwoKey,
+            steps: vec![verify("NEW"), fill(1, "NEW")],
+            end: End::Synced(String::new()),
+        },
+        Case {
+            name: "never a repair source: a newer id-only key does not fill the whole store, the whole key fills it",
+            seen: seen(
+                vec![key("OLD", true, 20 * DAY), key("NEW", true, DAY)],
+                vec![by_id("NEW"), holds("OLD")],
+            ),
+            mode: Mode::TwoKey,
+            steps: vec![verify("OLD"), fill(0, "OLD")],
+            end: End::Fresh,
+        },
+        Case {
+            name: "an id IAM no longer has is repaired, then the due rotation runs (the filled key is what a rollback puts back)",
+            seen: seen(vec![key("A", true, 10 * DAY)], vec![holds("A"), by_id("GONE")]),
+            mode: Mode::TwoKey,
+            steps: rotation(vec![verify("A"), fill(1, "A")], 2),
+            end: End::Rotated,
+        },
+        Case {
+            name: "an id IAM no longer has, alone: nothing to put back, so a new key is made",
+            seen: seen(vec![], vec![by_id("GONE")]),
+            mode: Mode::TwoKey,
+            steps: rotation(vec![], 1),
+            end: End::Rotated,
+        },
+    ];
+    check(cases, 7, false);
+
+    // With other runs possible: a young key handed out by id only and not yet by the
+    // whole store is another run's rotation in progress.
+    let busy = vec![Case {
+        name: "a young key only the id-only store hands out is in flight",
+        seen: seen(
+            vec![key("OLD", true, 20 * DAY), key("NEW", true, 60)],
+            vec![by_id("NEW"), holds("OLD")],
+        ),
+        mode: Mode::TwoKey,
+        steps: vec![],
+        end: End::Busy(String::new()),
+    }];
+    check(busy, 7, true);
+}
+
+#[test]
+fn an_id_only_key_that_no_store_holds_whole_is_never_rotated_away() {
+    let policy = policy(7, Mode::TwoKey);
+    // Alone, due: a rollback could not put A back, so nothing is done at all.
+    let alone = seen(vec![key("A", true, 10 * DAY)], vec![by_id("A")]);
+    assert!(matches!(
+        run(&alone, &policy, false),
+        Err(PlanError::CannotRestore { key_id, index: 0, .. }) if key_id == "A"
+    ));
+    // Beside a store that holds nothing: that store is starved, but the rotation that
+    // would feed it could not be undone in the id-only store either.
+    let starved = seen(vec![key("A", true, DAY)], vec![empty(), by_id("A")]);
+    assert!(matches!(
+        run(&starved, &policy, false),
+        Err(PlanError::CannotRestore { key_id, index: 1, .. }) if key_id == "A"
+    ));
+    // A whole copy (the -o file) is enough to put it back.
+    let copied = seen(
+        vec![key("A", true, 10 * DAY)],
+        vec![by_id("A"), copy_holding("A")],
+    );
+    let plan = run(&copied, &policy, false).unwrap();
+    assert_eq!(plan.end, End::Rotated);
+}
