@@ -7,7 +7,6 @@ use super::{
 };
 use crate::secret::AccessKey;
 use async_trait::async_trait;
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -45,15 +44,11 @@ const FALLBACK_REGION: &str = "us-east-1";
 impl AwsContext {
     /// Resolve credentials, region, endpoint and retry settings. Nothing is sent yet.
     pub async fn load(options: &AwsOptions) -> AwsContext {
-        let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
-            .or_default_provider()
-            .or_else(Region::new(FALLBACK_REGION));
         // Each attempt is bounded (CREDROT_AWS_TIMEOUT); the watch logs each unanswered
         // attempt and ends a call after a few of them, which bounds the call as a whole.
         let timeouts = Timeouts::from_env();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(super::http_client())
-            .region(region)
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(timeouts.connect)
@@ -75,11 +70,23 @@ impl AwsContext {
         if let Some(profile) = &options.profile {
             loader = loader.profile_name(profile);
         }
+        // Without --region the loader's own chain finds one (AWS_REGION, the profile's
+        // region, IMDS), through the shared HTTP client.
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
+        let mut sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            sdk_config = sdk_config
+                .to_builder()
+                .region(Region::new(FALLBACK_REGION))
+                .build();
+        }
         AwsContext {
-            sdk_config: loader.load().await,
+            sdk_config,
             calls: CallCounter::default(),
             watch: WaitWatch::new(timeouts),
         }
