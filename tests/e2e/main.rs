@@ -15,6 +15,7 @@ mod concurrency;
 mod config_errors;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod docs;
 mod faults;
 mod fs_safety;
 mod generate;
