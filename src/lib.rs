@@ -25,6 +25,7 @@ pub mod notify;
 pub mod output;
 pub mod policy;
 pub mod profile;
+mod progress;
 pub mod rotation;
 pub mod secret;
 pub mod session;

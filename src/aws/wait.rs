@@ -1,6 +1,8 @@
 //! How long credrot waits for AWS, and saying so: the timeouts of every client, and an
-//! interceptor that logs what each request waits for, names the endpoint that does not
-//! answer, and gives up on it after a few unanswered attempts instead of after every retry.
+//! interceptor that logs each request (action, HTTP status, duration: `-vv`), names the
+//! endpoint that does not answer, and gives up on it after a few unanswered attempts
+//! instead of after every retry. It never logs a header or a body: a `CreateAccessKey`
+//! answer holds the new secret, and every request a signature.
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -9,10 +11,11 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{Metadata, OrchestratorError};
 use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use std::time::Duration;
-use tracing::{debug, warn};
+use std::time::{Duration, Instant};
+use tracing::{debug, trace, warn};
 
 /// The environment variable that sets how long one attempt of an AWS call may wait for its
 /// answer (a humantime duration: `30s`, `2m`); the connect timeout is capped by it.
@@ -87,6 +90,14 @@ impl Storable for Endpoint {
     type Storer = StoreReplace<Self>;
 }
 
+/// When the operation's current request was sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent(Instant);
+
+impl Storable for Sent {
+    type Storer = StoreReplace<Self>;
+}
+
 /// Attempts of this operation in a row that got no answer.
 #[derive(Debug, Clone, Copy)]
 struct Unanswered(u32);
@@ -95,8 +106,9 @@ impl Storable for Unanswered {
     type Storer = StoreReplace<Self>;
 }
 
-/// The interceptor that says what a request waits for (debug), which endpoint did not
-/// answer (warn), and stops after [`MAX_UNANSWERED`] unanswered attempts.
+/// The interceptor that logs each request with its outcome and duration (debug), what it
+/// waits for (trace), which endpoint did not answer (warn), and stops after
+/// [`MAX_UNANSWERED`] unanswered attempts.
 #[derive(Debug, Clone)]
 pub struct WaitWatch {
     timeouts: Timeouts,
@@ -154,13 +166,14 @@ impl Intercept for WaitWatch {
         // Without the query: it names the operation, never a credential, but is noise.
         let uri = context.request().uri();
         let uri = uri.split('?').next().unwrap_or(uri).to_string();
-        debug!(
+        trace!(
             "{}: waiting for {uri} (at most {}s to connect, {}s for the answer)",
             operation(cfg),
             self.timeouts.connect.as_secs_f64(),
             self.timeouts.attempt.as_secs_f64()
         );
         cfg.interceptor_state().store_put(Endpoint(uri));
+        cfg.interceptor_state().store_put(Sent(Instant::now()));
         Ok(())
     }
 
@@ -172,10 +185,25 @@ impl Intercept for WaitWatch {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let (endpoint, operation) = (endpoint(cfg), operation(cfg));
+        // One line per attempt, sent or not: the status only, never a header or the body.
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let took = cfg
+            .load::<Sent>()
+            .map(|s| format!(" in {}", millis(s.0.elapsed())))
+            .unwrap_or_default();
+        let answer = match (context.response(), context.output_or_error()) {
+            (Some(response), _) => format!("HTTP {}", response.status().as_u16()),
+            (None, Some(Err(e))) if e.is_timeout_error() => "no answer (timeout)".to_string(),
+            (None, Some(Err(e))) if e.is_connector_error() => {
+                "no answer (connection failed)".to_string()
+            }
+            (None, _) => "no answer".to_string(),
+        };
+        debug!("AWS {operation}: {answer}{took} (attempt {attempt}, {endpoint})");
         let Some(result) = context.output_or_error_mut() else {
             return Ok(());
         };
-        let (endpoint, operation) = (endpoint(cfg), operation(cfg));
         let replacement = match result {
             Err(e) if e.is_timeout_error() => {
                 let why = format!(
@@ -214,9 +242,26 @@ impl Intercept for WaitWatch {
     }
 }
 
+/// A duration as milliseconds with one decimal below 10 ms: `3.2 ms`, `148 ms`.
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_milliseconds() {
+        assert_eq!(millis(Duration::from_micros(3_240)), "3.2 ms");
+        assert_eq!(millis(Duration::from_micros(148_400)), "148 ms");
+        assert_eq!(millis(Duration::from_secs(2)), "2000 ms");
+    }
 
     #[test]
     fn the_attempt_timeout_comes_from_the_environment_and_caps_the_connect_timeout() {

@@ -10,15 +10,14 @@ use crate::hooks::HookRunner;
 use crate::notify::RunNotice;
 use crate::output;
 use crate::policy::RotationPolicy;
+use crate::progress::RunProgress;
 use crate::rotation::{
     DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
 };
 use crate::secret::AccessKey;
 use crate::store::{self, Outfile, SecretPrinter, SecretStore, StoreEnv, TemplateValues};
 use crate::terraform;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -480,9 +479,9 @@ impl<'a> Job<'a> {
             );
             engine = engine.with_after_rotate(Arc::new(hooks));
         }
-        let progress = progress_bar(targets.len() as u64, self.global.quiet);
-        let on_done = |_: &UserReport| {
-            progress.inc(1);
+        let progress = RunProgress::new(targets.len() as u64, self.global.quiet);
+        let on_done = |report: &UserReport| {
+            progress.done(report);
             if let Some(log) = &audit {
                 log.checkpoint();
             }
@@ -495,7 +494,7 @@ impl<'a> Job<'a> {
             }
             _ => engine.rotate_many(targets, concurrency, &on_done).await,
         };
-        progress.finish_and_clear();
+        progress.finish();
         let audited = match &audit {
             Some(log) => Some(log.finish().await),
             None => None,
@@ -592,20 +591,4 @@ fn run_id() -> String {
         now.subsec_nanos(),
         std::process::id()
     )
-}
-
-/// A progress bar on stderr when stdout is a terminal; hidden otherwise.
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stdout().is_terminal() || len < 2 {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} rotating [{bar:30}] {pos}/{len} users ({per_sec}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }

@@ -19,7 +19,7 @@ use futures::stream::{self, StreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Why one user's rotation failed.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +206,7 @@ impl Engine {
                 report.error = Some(err.to_string());
             }
         }
+        info!(user = %target.user, outcome = report.outcome.as_str(), "user done");
         report.finish();
         report
     }
@@ -224,6 +225,22 @@ impl Engine {
             })?;
         report.current_before = plan.current.clone();
         report.last_before = plan.last.clone();
+        let none = || "none".to_string();
+        info!(
+            user = %target.user,
+            current = %plan.current.clone().unwrap_or_else(none),
+            last = %plan.last.clone().unwrap_or_else(none),
+            "plan: {}",
+            if plan.steps.is_empty() {
+                "nothing to do".to_string()
+            } else {
+                plan.steps
+                    .iter()
+                    .map(|s| s.describe(&report.stores))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        );
         let (outcome, note) = end_outcome(&plan.end);
         report.note = note;
         if self.options.dry_run {
@@ -327,6 +344,7 @@ impl Engine {
                 report.error = Some(err.to_string());
             }
         }
+        info!(user = %target.user, outcome = report.outcome.as_str(), "user done");
         report.finish();
         report
     }

@@ -220,37 +220,3 @@ fn a_rotation_makes_list_delete_create_verify_calls_and_no_more() {
         "{stdout}"
     );
 }
-
-/// At a terminal (a pseudo-terminal driven by tests/support/pty_drive.py), a path run shows
-/// a progress bar; the summary still follows it.
-#[test]
-fn a_path_run_at_a_terminal_shows_a_progress_bar() {
-    const PATH: &str = "/Tty/";
-    let moto = Moto::start();
-    for i in 0..40 {
-        moto.create_user(&format!("tty-{i:02}"), PATH);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
-    let out = crate::harness::isolated_command("python3", dir.path())
-        .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
-        .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .arg(driver)
-        .args([
-            "--",
-            env!("CARGO_BIN_EXE_credrot"),
-            "rotate",
-            "--path",
-            PATH,
-        ])
-        .args(["-o", "keys.json", "--concurrency", "2"])
-        .assert()
-        .success();
-    let screen = String::from_utf8_lossy(&out.get_output().stdout).to_string();
-    assert!(
-        screen.contains("rotating [") && screen.contains("/40 users"),
-        "no progress bar:\n{screen}"
-    );
-    assert!(screen.contains("40 rotated, 0 failed"), "{screen}");
-}

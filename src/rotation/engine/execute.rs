@@ -12,7 +12,7 @@ use crate::rotation::retire::{self, DEACTIVATED_TAG, VERIFIED_TAG};
 use crate::secret::AccessKey;
 use crate::store::WriteContext;
 use std::collections::BTreeSet;
-use tracing::{debug, info};
+use tracing::info;
 
 /// The new key's transaction: what was created and how many stores were written.
 #[derive(Default)]
@@ -224,7 +224,7 @@ impl Engine {
                 let write = store_ref.write(key, ctx);
                 self.store_step(target, &**store_ref, "store-write", Some(&key.id), write)
                     .await?;
-                debug!(user = %target.user, store = %store_ref.location(), "stored new key");
+                info!(user = %target.user, store = %store_ref.location(), key = %key.id, "stored new key");
                 fail::fail_point!("after-store-write", |_| crate::failpoints::crash());
             }
             Step::VerifyNew => {

@@ -5,7 +5,7 @@ use super::{Engine, RotateError, Target};
 use crate::aws::{user_name_from_arn, Propagation};
 use crate::secret::AccessKey;
 use std::time::Duration;
-use tracing::debug;
+use tracing::{debug, info};
 
 impl Engine {
     /// Prove `key` works and belongs to the user, retrying while IAM propagates it.
@@ -27,7 +27,10 @@ impl Engine {
         );
         loop {
             match self.verifier.caller_arn(key).await {
-                Ok(arn) if user_name_from_arn(&arn) == Some(user) => return Ok(()),
+                Ok(arn) if user_name_from_arn(&arn) == Some(user) => {
+                    info!(user, key = %key.id, "the key works: STS answers {arn}");
+                    return Ok(());
+                }
                 Ok(arn) => {
                     return Err(RotateError::WrongIdentity {
                         key_id: key.id.clone(),
