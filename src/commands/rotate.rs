@@ -1,6 +1,8 @@
 //! `credrot update SERVICE` and `credrot rotate --path PATH`.
 
-use super::context::{load_aws, open_target, path_settings, runtime};
+use super::context::{
+    load_aws, no_users_at, open_target, path_settings, runtime, CredentialSource,
+};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs, RunGate};
@@ -40,7 +42,7 @@ pub fn update(
         format!("update {name}"),
     )?;
     job.run(async {
-        let aws = load_aws(config, global, service.region.as_deref()).await;
+        let aws = load_aws(config, global, service.region.as_deref()).await?;
         let env = job.store_env(&aws, service.tags.clone());
         let also = paths_of_user(config, &aws, &env, service).await?;
         let target = job.target(
@@ -83,12 +85,10 @@ pub fn rotate_path(
         format!("rotate --path {iam_path}"),
     )?;
     job.run(async {
-        let aws = load_aws(config, global, None).await;
+        let aws = load_aws(config, global, None).await?;
         let users = aws.iam().list_users(&iam_path).await?;
         if users.is_empty() {
-            return Err(Error::Usage(format!(
-                "no IAM user has the path {iam_path}; IAM paths are case-sensitive: check it with 'aws iam list-users --path-prefix {iam_path}'"
-            )));
+            return Err(no_users_at(&iam_path));
         }
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
         // One environment for every user: AWS clients are made once per region, not per user.
@@ -246,6 +246,8 @@ impl<'a> Job<'a> {
         section: &str,
         command: String,
     ) -> Result<Self, Error> {
+        // Before the outfile is made: a usage error leaves nothing behind.
+        CredentialSource::of(global).check_exists()?;
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
             return Err(Error::Usage(format!(
                 "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
@@ -342,6 +344,7 @@ impl<'a> Job<'a> {
             tracing::warn!("cannot tell which identity this run uses ({e}); the audit log records the caller as \"unknown\"");
             "unknown".to_string()
         });
+        tracing::info!("running as {caller}");
         let cloudwatch = match &audit.cloudwatch {
             Some(target) => Some(
                 CloudWatchSink::start(
