@@ -420,6 +420,12 @@ impl<'a> Job<'a> {
         // store is read or IAM is changed.
         // The checks are per kind of store (is op signed in?), not per user: one store of
         // each kind, over every user, since users that other sections share have more.
+        let files: Vec<std::path::PathBuf> = targets
+            .iter()
+            .flat_map(|t| &t.stores)
+            .filter_map(|s| s.local_file().map(std::path::Path::to_path_buf))
+            .collect();
+        crate::gitcheck::warn_unignored(&files);
         let mut checked = std::collections::BTreeSet::new();
         for store in targets.iter().flat_map(|t| &t.stores) {
             let location = store.location();

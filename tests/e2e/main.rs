@@ -18,6 +18,7 @@ mod crash;
 mod faults;
 mod fs_safety;
 mod generate;
+mod git_ignore;
 mod identity;
 mod output_pipe;
 mod planner;
