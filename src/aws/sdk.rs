@@ -118,6 +118,21 @@ impl AwsContext {
         }
     }
 
+    /// Resolve the credentials once, before the first call: without any, every user of a
+    /// run would fail with the same message. The clients resolve (and refresh) them again
+    /// through the same provider.
+    pub async fn check_credentials(&self) -> Result<(), AwsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = self.sdk_config.credentials_provider() else {
+            return Ok(());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::credentials("loading AWS credentials", &e))
+    }
+
     /// A context over an SDK configuration made elsewhere (tests, embedding programs).
     pub fn from_sdk_config(sdk_config: SdkConfig) -> AwsContext {
         AwsContext {

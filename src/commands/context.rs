@@ -154,6 +154,7 @@ pub async fn aws_context(
     })
     .await;
     let Some(stored) = encrypted else {
+        aws.check_credentials().await?;
         return Ok(aws);
     };
     let credentials = stored

@@ -18,7 +18,7 @@ use futures::stream::{self, StreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::warn;
+use tracing::info;
 
 /// Why one user's rotation failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +163,8 @@ impl Engine {
                 }
             }
             Err(err) => {
-                warn!(user = %target.user, "rotation failed: {err}");
+                // The summary says it (once); -v says it as it happens.
+                info!(user = %target.user, "rotation failed: {err}");
                 report.outcome = Outcome::Failed;
                 report.error = Some(err.to_string());
             }
@@ -247,7 +248,7 @@ impl Engine {
         match result {
             Ok(outcome) => report.outcome = outcome,
             Err(err) => {
-                warn!(user = %target.user, "hand-off failed: {err}");
+                info!(user = %target.user, "hand-off failed: {err}");
                 report.error = Some(err.to_string());
             }
         }

@@ -20,6 +20,7 @@ mod fs_safety;
 mod generate;
 mod git_ignore;
 mod identity;
+mod messages;
 mod output_pipe;
 mod planner;
 mod profile;

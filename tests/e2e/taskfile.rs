@@ -1,7 +1,9 @@
 //! The Taskfile (Taskfile.yml + taskfiles/creds.yml) through the real `task` binary
 //! (go-task, from requirements-test.txt), running the credrot binary cargo just built.
 
-use crate::harness::{credrot_command, key_of, mode_of, read_json, Moto, Tripwire, REGION};
+use crate::harness::{
+    credrot_command, key_of, mode_of, read_json, test_tool, tool_path, Moto, Tripwire, REGION,
+};
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,9 @@ fn repo_root() -> PathBuf {
 /// AWS configuration and any ambient CREDROT/CREDROT_CONFIG kept out. Fails (does not skip)
 /// when go-task is not installed.
 fn task(dir: &Path) -> Command {
-    let found = std::process::Command::new("task").arg("--version").output();
+    let found = std::process::Command::new(test_tool("task"))
+        .arg("--version")
+        .output();
     match found {
         Ok(out) if out.status.success() => {}
         _ => panic!(
@@ -22,8 +26,8 @@ fn task(dir: &Path) -> Command {
              pip install -r requirements-test.txt (or run bash scripts/test, which does)"
         ),
     }
-    let mut cmd = Command::new("task");
-    cmd.current_dir(repo_root());
+    let mut cmd = Command::new(test_tool("task"));
+    cmd.current_dir(repo_root()).env("PATH", tool_path());
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -244,7 +248,11 @@ fn a_credrot_that_is_not_executable_fails_the_precondition() {
 /// are, so the lookup order is seen without touching the repository's target/.
 fn taskfile_copy() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_root().join("Taskfile.yml"), root.path().join("Taskfile.yml")).unwrap();
+    std::fs::copy(
+        repo_root().join("Taskfile.yml"),
+        root.path().join("Taskfile.yml"),
+    )
+    .unwrap();
     std::fs::create_dir(root.path().join("taskfiles")).unwrap();
     std::fs::copy(
         repo_root().join("taskfiles/creds.yml"),
@@ -266,7 +274,7 @@ fn creds_tasks_find_credrot_on_path_then_release_then_debug_then_build_it() {
     let root = taskfile_copy();
     let bin = tempfile::tempdir().unwrap();
     // A PATH with the tools task needs and no credrot.
-    let path = std::env::var("PATH").unwrap_or_default();
+    let path = tool_path().to_string_lossy().to_string();
     let path_without_credrot: Vec<&str> = path
         .split(':')
         .filter(|d| !Path::new(d).join("credrot").exists())
@@ -294,10 +302,16 @@ fn creds_tasks_find_credrot_on_path_then_release_then_debug_then_build_it() {
     std::fs::remove_dir_all(root.path().join("target")).unwrap();
     let out = list(None);
     assert_ne!(out.code, Some(0), "{out}");
-    assert!(out.stderr.contains("building it (cargo build --locked"), "{out}");
+    assert!(
+        out.stderr.contains("building it (cargo build --locked"),
+        "{out}"
+    );
     // `task --list` never builds or runs anything.
     let mut cmd = task(root.path());
-    cmd.current_dir(root.path()).env_remove("CREDROT").env("PATH", path_without_credrot.join(":")).arg("--list");
+    cmd.current_dir(root.path())
+        .env_remove("CREDROT")
+        .env("PATH", path_without_credrot.join(":"))
+        .arg("--list");
     let out = run(&mut cmd);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(!out.stderr.contains("building"), "{out}");
