@@ -4,8 +4,9 @@
 
 use crate::aws::CallReport;
 use crate::cli::OutputFormat;
-use crate::config::{Config, Service};
+use crate::config::{default_title, Config, Service, StoreConfig};
 use crate::rotation::{Outcome, UserReport};
+use crate::store::TemplateValues;
 use comfy_table::{presets, Table};
 use serde::Serialize;
 use std::io::Write;
@@ -40,7 +41,7 @@ pub fn write_services(
             s.iam_user.clone(),
             s.stores
                 .iter()
-                .map(|c| c.summary())
+                .map(|c| expanded_summary(c, s))
                 .collect::<Vec<_>>()
                 .join(", "),
             s.policy
@@ -51,6 +52,26 @@ pub fn write_services(
         ]);
     }
     writeln!(out, "{t}")
+}
+
+/// The service's values in a store's templates (`{service}`, `{user}`, the default
+/// 1Password title): where the key actually goes.
+fn templates_of(service: &Service) -> TemplateValues<'_> {
+    TemplateValues {
+        user: &service.iam_user,
+        service: Some(&service.name),
+    }
+}
+
+/// A store's summary with the service's values substituted.
+fn expanded_summary(store: &StoreConfig, service: &Service) -> String {
+    let summary = match store {
+        StoreConfig::OnePassword(c) if c.title.is_none() => {
+            format!("1password:{}/{}", c.vault, default_title(true))
+        }
+        _ => store.summary(),
+    };
+    templates_of(service).apply(&summary)
 }
 
 /// `credrot show SERVICE`.
@@ -76,10 +97,28 @@ pub fn write_service(
         "max_age:      {}",
         or_dash(service.policy.max_age.as_ref().map(|d| d.text.as_str()))
     )?;
+    writeln!(
+        out,
+        "rotate_after: {}",
+        service
+            .policy
+            .rotate_after
+            .as_ref()
+            .map(|d| d.text.clone())
+            .unwrap_or_else(|| "- (every run rotates)".into())
+    )?;
+    let mode = serde_json::to_value(service.policy.mode).expect("modes serialize");
+    writeln!(out, "mode:         {}", mode.as_str().unwrap_or_default())?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;
+    let values = templates_of(service);
     for store in &service.stores {
-        let fields = serde_json::to_value(store).expect("store configs serialize");
+        let mut fields = serde_json::to_value(store).expect("store configs serialize");
+        if let (StoreConfig::OnePassword(c), Some(map)) = (store, fields.as_object_mut()) {
+            if c.title.is_none() {
+                map.insert("title".into(), default_title(true).into());
+            }
+        }
         let fields = fields
             .as_object()
             .into_iter()
@@ -89,7 +128,7 @@ pub fn write_service(
                 format!(
                     "{k}={}",
                     v.as_str()
-                        .map(str::to_string)
+                        .map(|text| values.apply(text))
                         .unwrap_or_else(|| v.to_string())
                 )
             })
@@ -258,8 +297,9 @@ pub fn write_summary(
     };
     writeln!(
         out,
-        "AWS: {} calls{per_user}, {} retried by the SDK",
-        calls.calls, calls.retries
+        "AWS: {}{per_user}, {} retried by the SDK",
+        crate::duration::count(calls.calls as usize, "call"),
+        calls.retries
     )
 }
 
