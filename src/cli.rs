@@ -133,8 +133,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Print the man page (roff; e.g. credrot man > credrot.1)
-    Man,
+    /// Write the man pages, one per command (credrot.1, credrot-update.1, ...), into DIR
+    /// (e.g. credrot man ~/.local/share/man/man1)
+    Man {
+        /// The directory (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Print temporary credentials from STS (GetSessionToken, or AssumeRole with --role-arn)
     Session {
         /// Which credentials.

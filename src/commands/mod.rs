@@ -5,6 +5,7 @@ mod context;
 mod credential_process;
 mod exec;
 mod generate;
+mod man;
 mod profile;
 mod rotate;
 mod rotate_profile;
@@ -81,11 +82,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout().lock())?;
-            Ok(())
-        }
+        Command::Man { dir } => man::run(dir),
         Command::Rotate {
             path,
             concurrency,
