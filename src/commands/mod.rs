@@ -39,9 +39,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             )?;
             Ok(())
         }
-        Command::Update { service, rotation } => {
+        Command::Update {
+            service,
+            terraform_bin,
+            rotation,
+        } => {
             let config = load_config(global, true)?;
-            rotate::update(&config, service, global, rotation)
+            rotate::update(&config, service, terraform_bin.as_deref(), global, rotation)
         }
         Command::Status {
             services,

@@ -28,6 +28,7 @@ use std::time::SystemTime;
 pub fn update(
     config: &Config,
     name: &str,
+    terraform_bin: Option<&std::path::Path>,
     global: &GlobalArgs,
     args: &RotationArgs,
 ) -> Result<(), Error> {
@@ -56,7 +57,7 @@ pub fn update(
         let external = match &service.terraform {
             // Terraform made the key: read it before anything else; IAM is left alone.
             Some(tf) => {
-                let bin = terraform::find_binary(args.terraform_bin.as_deref())?;
+                let bin = terraform::find_binary(terraform_bin)?;
                 Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
             }
             None => None,
