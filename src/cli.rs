@@ -132,7 +132,7 @@ pub enum Command {
         concurrency: u16,
     },
     /// Add a service to services.toml (keeping its comments) and print the Terraform for its
-    /// IAM user, S3 policy and optional rotating key. Prompts on a terminal; flags script it.
+    /// IAM user and S3 policy (credrot makes the keys). Prompts on a terminal; flags script it.
     Generate(GenerateArgs),
     /// Print a shell completion script (e.g. credrot completions bash > /etc/bash_completion.d/credrot)
     Completions {
