@@ -250,6 +250,12 @@ impl<'a> Job<'a> {
         // Before the outfile is made: a usage error leaves nothing behind.
         CredentialSource::of(global).check_exists()?;
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
+            if !config.file.exists() {
+                return Err(Error::Usage(format!(
+                    "{subject}: no configuration file {} (--config, CREDROT_CONFIG, else ./services.toml), so a new key would have nowhere to go; pass -o FILE or --print-secrets, or create the file with `credrot generate` (or by hand with {section})",
+                    config.file.display()
+                )));
+            }
             return Err(Error::Usage(format!(
                 "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
                 config.file.display()

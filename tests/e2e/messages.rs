@@ -177,3 +177,24 @@ fn a_fresh_user_with_two_keys_shows_its_last_key() {
     let table = text(&out.get_output().stdout);
     assert!(table.contains(&last.id), "{table}");
 }
+
+#[test]
+fn no_services_toml_names_the_file_and_how_to_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["list"],
+        vec!["update", "x"],
+        vec!["rotate", "--path", "P"],
+    ] {
+        let out = credrot_command(dir.path()).args(&args).assert().code(2);
+        let stderr = text(&out.get_output().stderr);
+        assert!(
+            stderr.contains("services.toml") && stderr.contains("credrot generate"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("no store configured"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
