@@ -7,15 +7,31 @@ use crate::cli::OutputFormat;
 use crate::config::{default_title, Config, Service, StoreConfig};
 use crate::rotation::{Outcome, UserReport};
 use crate::store::TemplateValues;
-use comfy_table::{presets, Table};
+use comfy_table::{presets, ColumnConstraint, ContentArrangement, Table, Width};
 use serde::Serialize;
 use std::io::Write;
 
+/// A table for people: on a terminal it fits the terminal's width (long cells wrap);
+/// anywhere else (a pipe, a file, CI logs) each row stays on one line, so the layout does
+/// not depend on where it is read.
+/// Only these columns wrap; ids, names and verdicts stay whole (to copy and to grep).
 pub(crate) fn table(header: &[&str]) -> Table {
+    const WRAPPING: [&str; 3] = ["STORES", "HELD BY", "LAST USED"];
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
+    for (i, name) in header.iter().enumerate() {
+        let constraint = if WRAPPING.contains(name) {
+            ColumnConstraint::LowerBoundary(Width::Fixed(20))
+        } else {
+            ColumnConstraint::ContentWidth
+        };
+        if let Some(column) = table.column_mut(i) {
+            column.set_constraint(constraint);
+        }
+    }
     table
 }
 
@@ -227,6 +243,16 @@ pub fn write_summary(
         ]);
     }
     writeln!(out, "{t}")?;
+    if dry_run
+        && reports
+            .iter()
+            .any(|r| r.outcome == Outcome::Planned && r.created.is_none())
+    {
+        writeln!(
+            out,
+            "WOULD CREATE \"new key\": a new access key for the user, written to each of its STORES and verified through STS; it becomes CURRENT and the CURRENT key becomes LAST"
+        )?;
+    }
     for r in reports.iter().filter(|r| !r.synced.is_empty()) {
         let verb = if dry_run {
             "would bring up to date"
@@ -374,4 +400,38 @@ pub fn write_status(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_fit_a_given_width_and_keep_rows_whole_without_one() {
+        let long = "file:secrets/psk-active-then-inactive.json, outfile:keys.json";
+        let row = vec![
+            "psk-active-then-inactive",
+            "AKIARZPUZDIKEXXUF56I",
+            "AKIARZPUZDIKHML76YDI",
+            long,
+            "rotated",
+        ];
+        let mut t = table(&["USER", "OLD CURRENT", "OLD LAST", "STORES", "OUTCOME"]);
+        t.add_row(row.clone());
+        // Not a terminal (as under cargo test): one line per row, whatever its length.
+        let text = t.to_string();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        // A terminal 100 columns wide: every line fits, the stores wrap, ids stay whole.
+        t.set_width(100);
+        let text = t.to_string();
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        assert!(text.lines().count() > 2, "{text}");
+        for whole in [
+            "AKIARZPUZDIKEXXUF56I",
+            "AKIARZPUZDIKHML76YDI",
+            "psk-active-then-inactive",
+        ] {
+            assert!(text.contains(whole), "{whole} is cut: {text}");
+        }
+    }
 }
