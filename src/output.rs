@@ -22,11 +22,13 @@ pub(crate) fn table(header: &[&str]) -> Table {
         .load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
+    // Off a terminal nothing wraps, so no column needs a minimum width.
+    let on_terminal = table.width().is_some();
     for (i, name) in header.iter().enumerate() {
-        let constraint = if WRAPPING.contains(name) {
-            ColumnConstraint::LowerBoundary(Width::Fixed(20))
-        } else {
-            ColumnConstraint::ContentWidth
+        let constraint = match WRAPPING.contains(name) {
+            true if on_terminal => ColumnConstraint::LowerBoundary(Width::Fixed(20)),
+            true => continue,
+            false => ColumnConstraint::ContentWidth,
         };
         if let Some(column) = table.column_mut(i) {
             column.set_constraint(constraint);

@@ -28,6 +28,7 @@ mod rotate_path;
 mod rotate_profile;
 mod schedule;
 mod session_exec;
+mod snapshots;
 mod staged;
 mod status;
 mod stores_aws;
