@@ -71,9 +71,7 @@ fn man_writes_one_page_per_command_with_its_options() {
         .arg(pages.join("credrot.1"))
         .output()
     {
-        let text = String::from_utf8_lossy(&out.stdout)
-            .replace('\u{2010}', "-")
-            .replace('\u{2212}', "-");
+        let text = String::from_utf8_lossy(&out.stdout).replace(['\u{2010}', '\u{2212}'], "-");
         assert!(
             text.lines()
                 .any(|l| l.trim_start().starts_with("credrot list")
