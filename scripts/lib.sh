@@ -1,8 +1,12 @@
-# Shared by scripts/test and scripts/sandbox (sourced, not run).
+# Shared by scripts/test, scripts/sandbox and .ci/run (sourced, not run).
 # shellcheck shell=bash
 
 # The repository root, whatever directory the script was started from.
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The test tools (moto_server, task, aws) live in this virtual environment (git-ignored),
+# so the Python you use for anything else is left alone.
+VENV="$REPO_ROOT/.venv"
 
 die() {
     echo "$(basename "$0"): $*" >&2
@@ -14,25 +18,49 @@ need() {
     command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
 }
 
-# Install requirements-test.txt (moto_server, task) with pip. pip returns at once when the
-# pinned versions are already installed. The interpreter's scripts directory goes first on
-# PATH, so what pip just installed is found even where it is not on PATH yet.
+# Say what is about to take a while, and roughly how long.
+note() {
+    echo "$(basename "$0"): $*" >&2
+}
+
+# Make .venv (once) and install requirements-test.txt into it (again only when that file
+# changed), then put .venv/bin first on PATH: every moto_server, task and aws the tests and
+# the sandbox start is the venv's.
 install_test_requirements() {
-    need python3 "install Python 3 (with pip)"
-    PYTHON="${PYTHON:-python3}"
-    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check \
-        -r "$REPO_ROOT/requirements-test.txt" ||
-        die "pip could not install requirements-test.txt"
-    local scripts user_scripts
-    scripts="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
-    user_scripts="$("$PYTHON" -c 'import site, os; print(os.path.join(site.getuserbase(), "bin"))')"
-    export PATH="$scripts:$user_scripts:$PATH"
+    need python3 "install Python 3 (with its venv module: apt-get install python3-venv)"
+    local requirements="$REPO_ROOT/requirements-test.txt" stamp="$VENV/.requirements-test.sha256"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        note "creating the virtual environment $VENV (python3 -m venv)"
+        python3 -m venv "$VENV" ||
+            die "python3 -m venv failed: install the venv module (apt-get install python3-venv) and remove $VENV"
+    fi
+    PYTHON="$VENV/bin/python"
+    local wanted
+    wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+        note "installing requirements-test.txt (moto, go-task, awscli) into .venv: about 1-3 minutes the first time"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$requirements" </dev/null ||
+            die "pip could not install requirements-test.txt into $VENV"
+        echo "$wanted" >"$stamp"
+    fi
+    export PATH="$VENV/bin:$PATH"
     # ssh-keygen and ssh-agent make the keys the encrypted-profile tests use.
     if ! command -v ssh-keygen >/dev/null 2>&1 || ! command -v ssh-agent >/dev/null 2>&1; then
         command -v apt-get >/dev/null 2>&1 || die "ssh-keygen/ssh-agent missing: install OpenSSH's client"
+        note "installing openssh-client (apt-get)"
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client; } >/dev/null ||
             die "apt-get could not install openssh-client"
     fi
-    need moto_server "pip install -r requirements-test.txt should have installed it"
-    need task "pip install -r requirements-test.txt should have installed it"
+    [[ -x "$VENV/bin/moto_server" ]] || die "moto_server is not in $VENV/bin: remove $VENV and run again"
+    [[ -x "$VENV/bin/task" ]] || die "task is not in $VENV/bin: remove $VENV and run again"
+}
+
+# Build credrot's debug binary, saying how long a first build takes.
+build_credrot() {
+    if [[ -x "$REPO_ROOT/target/debug/credrot" ]]; then
+        note "building credrot (cargo build --locked; only what changed)"
+    else
+        note "building credrot (cargo build --locked): the first build compiles about 300 crates, 5-15 minutes on 2 cores; later builds take seconds"
+    fi
+    cargo build --locked "$@"
 }

@@ -19,7 +19,7 @@ Examples:
   credrot status --fail-on overdue               exit 3 if any key is past max_age
 
 Your own credentials (~/.aws/credentials):
-  eval $(credrot session --profile work)         temporary credentials in this shell
+  eval \"$(credrot session --profile work)\"       temporary credentials in this shell
   credrot exec --profile work -- terraform plan  run one command with temporary credentials
   credrot profile encrypt work                   encrypt a profile with your ED25519 SSH key
   credrot rotate-profile work                    rotate the profile's own access key
@@ -41,13 +41,16 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command.
+/// Options shared by every command (shown under their own heading).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Service configuration [default: ./services.toml]
     #[arg(long, global = true, env = "CREDROT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// AWS profile from the shared config files (else AWS_PROFILE, else default)
+    /// AWS profile from the shared config files; wins over AWS_ACCESS_KEY_ID in the
+    /// environment (else AWS_PROFILE, else the default chain). Encrypted profiles are
+    /// decrypted (CREDROT_SSH_KEY, ssh-agent or CREDROT_SSH_PASSPHRASE)
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// AWS region (else the service's region, else [defaults] region, else the AWS_* settings)
@@ -90,6 +93,9 @@ pub enum Command {
     Update {
         /// The service name, as in services.toml
         service: String,
+        /// terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
+        #[arg(long, value_name = "PATH")]
+        terraform_bin: Option<PathBuf>,
         /// How the rotation runs and where the keys go.
         #[command(flatten)]
         rotation: RotationArgs,
@@ -99,8 +105,8 @@ pub enum Command {
         /// IAM path: `PSKServiceAccounts` and `/PSKServiceAccounts/` both work
         #[arg(long, value_name = "PATH", value_parser = crate::config::parse_iam_path)]
         path: String,
-        /// How many users are rotated at once (AWS throttling slows requests down, it does not fail them)
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+        /// How many users are rotated at once, 1 to 256 (AWS throttling slows requests down, it does not fail them)
+        #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
         /// How the rotation runs and where the keys go.
         #[command(flatten)]
@@ -111,7 +117,8 @@ pub enum Command {
     Status {
         /// Services to report [default: every service, unless --path is given]
         services: Vec<String>,
-        /// Also report every IAM user under this IAM path
+        /// Report the IAM users whose path is PATH (with their [paths] stores); the
+        /// services are then reported only when named too. No user there is exit 2
         #[arg(long, value_name = "PATH", value_parser = crate::config::parse_iam_path)]
         path: Option<String>,
         /// Exit 3 when any user is at or past this verdict (order: ok, unused, due, overdue, stuck, drift)
@@ -120,12 +127,12 @@ pub enum Command {
         /// CURRENT unused for this long is reported as unused (1m to 3650d)
         #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = unused_after)]
         unused_after: Duration,
-        /// How many users are read at once
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        /// How many users are read at once, 1 to 256
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
     },
     /// Add a service to services.toml (keeping its comments) and print the Terraform for its
-    /// IAM user, S3 policy and optional rotating key. Prompts on a terminal; flags script it.
+    /// IAM user and S3 policy (credrot makes the keys). Prompts on a terminal; flags script it.
     Generate(GenerateArgs),
     /// Print a shell completion script (e.g. credrot completions bash > /etc/bash_completion.d/credrot)
     Completions {
@@ -133,8 +140,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Print the man page (roff; e.g. credrot man > credrot.1)
-    Man,
+    /// Write the man pages, one per command (credrot.1, credrot-update.1, ...), into DIR
+    /// (e.g. credrot man ~/.local/share/man/man1)
+    Man {
+        /// The directory (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Print temporary credentials from STS (GetSessionToken, or AssumeRole with --role-arn)
     Session {
         /// Which credentials.
@@ -163,7 +175,9 @@ pub enum Command {
         action: ProfileCommand,
     },
     /// Print a profile's key as credential_process JSON (decrypting it in memory); use as
-    /// `credential_process = credrot credential-process --profile NAME` in ~/.aws/config
+    /// `credential_process = credrot credential-process --profile NAME` in ~/.aws/config.
+    /// --profile is required
+    #[command(override_usage = "credrot credential-process --profile NAME [--ssh-key PATH]")]
     CredentialProcess {
         /// The SSH key.
         #[command(flatten)]
@@ -192,7 +206,8 @@ pub enum Command {
 /// `credrot audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain: exit 0 when intact, 1 naming the first edited or missing line
+    /// Check the hash chain: exit 0 when intact, 1 naming the first edited or missing line,
+    /// 2 when there is no log to check (no such file, or no --path and no [audit] path)
     Verify {
         /// The audit log [default: [audit] path in services.toml]
         #[arg(long, value_name = "FILE")]
@@ -244,7 +259,7 @@ pub struct SessionArgs {
 /// How `credrot session` prints the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CredentialFormat {
-    /// `export AWS_ACCESS_KEY_ID=...` lines, for `eval $(credrot session)`.
+    /// `export AWS_ACCESS_KEY_ID=...` lines, for `eval "$(credrot session)"`.
     Env,
     /// One JSON object.
     Json,
@@ -301,25 +316,25 @@ pub enum ProfileCommand {
 /// Options of `generate`; any value not given is prompted for on a terminal.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Service name, e.g. redis
+    /// Service name, e.g. redis (required)
     #[arg(long)]
     pub name: Option<String>,
     /// IAM user [default: NAME-backup]
     #[arg(long, value_name = "USER")]
     pub iam_user: Option<String>,
-    /// The S3 bucket the user may read and write
+    /// The S3 bucket the user may read and write (required)
     #[arg(long)]
     pub bucket: Option<String>,
-    /// One line on what the key is for
+    /// One line on what the key is for [default: AWS IAM credentials for NAME S3 backups.]
     #[arg(long)]
     pub description: Option<String>,
     /// Tags, comma-separated [default: aws,NAME,s3,backup]
     #[arg(long, value_delimiter = ',')]
     pub tags: Option<Vec<String>>,
-    /// Longest a key may live
+    /// Longest a key may live [default: 30d]
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
-    /// Where the key goes
+    /// Where the key goes [default: file]
     #[arg(long, value_enum)]
     pub store: Option<crate::generate::StoreKind>,
     /// 1password: the vault [default: Automation]
@@ -357,9 +372,6 @@ pub struct RotationArgs {
     /// Do not take a young key that some store lacks for another run's work in progress, and clean it up at once (only when no other credrot run can touch these users)
     #[arg(long)]
     pub no_lock: bool,
-    /// update only: terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
-    #[arg(long, value_name = "PATH")]
-    pub terraform_bin: Option<PathBuf>,
     /// How long a new key that some store lacks counts as another run's work in progress (the user is busy); after that, as a dead run's, which this run finishes (0s to 7d)
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = lock_ttl, conflicts_with = "no_lock")]
     pub lock_ttl: Duration,
@@ -454,6 +466,51 @@ mod tests {
             "{err}"
         );
         assert!(Cli::try_parse_from(["credrot", "update", "a", "--lock-ttl", "7d"]).is_ok());
+    }
+
+    fn help_of(args: &[&str]) -> String {
+        let err = Cli::try_parse_from(args).unwrap_err();
+        err.render().to_string()
+    }
+
+    #[test]
+    fn help_separates_global_options_and_says_ranges() {
+        for command in ["update", "rotate", "status"] {
+            let help = help_of(&["credrot", command, "--help"]);
+            let global = help.find("Global options:").expect("a global heading");
+            let own = help
+                .find("--dry-run")
+                .or_else(|| help.find("--fail-on"))
+                .unwrap();
+            assert!(own < global, "{command}: own options first\n{help}");
+            assert!(help[global..].contains("--profile"), "{help}");
+            assert!(!help[..global].contains("--profile"), "{help}");
+        }
+        assert!(help_of(&["credrot", "rotate", "--help"]).contains("1 to 256"));
+        assert!(help_of(&["credrot", "status", "--help"]).contains("1 to 256"));
+        let status = help_of(&["credrot", "status", "--help"]);
+        assert!(!status.contains("Also report"), "{status}");
+        let main = help_of(&["credrot", "--help"]);
+        assert!(main.contains("eval \"$(credrot session"), "{main}");
+        let cp = help_of(&["credrot", "credential-process", "--help"]);
+        assert!(
+            cp.contains("Usage: credrot credential-process --profile NAME"),
+            "{cp}"
+        );
+        let verify = help_of(&["credrot", "audit", "verify", "--help"]);
+        assert!(verify.contains("2 when"), "{verify}");
+        let generate = help_of(&["credrot", "generate", "--help"]);
+        assert!(
+            generate.contains("[default: 30d]") && generate.contains("[default: file]"),
+            "{generate}"
+        );
+    }
+
+    #[test]
+    fn terraform_bin_is_an_update_option_only() {
+        let err = usage_error(&["credrot", "rotate", "--path", "P", "--terraform-bin", "tf"]);
+        assert!(err.contains("--terraform-bin"), "{err}");
+        assert!(Cli::try_parse_from(["credrot", "update", "a", "--terraform-bin", "tf"]).is_ok());
     }
 
     #[test]

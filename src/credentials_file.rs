@@ -112,6 +112,18 @@ impl CredentialsFile {
         Ok(CredentialsFile::at(home.join(".aws").join("credentials")))
     }
 
+    /// The shared config file the AWS SDKs and CLI read: `AWS_CONFIG_FILE`, else
+    /// `~/.aws/config` (read only: credrot never writes it).
+    pub fn locate_config() -> Result<CredentialsFile, FileError> {
+        if let Some(path) = std::env::var_os("AWS_CONFIG_FILE") {
+            if !path.is_empty() {
+                return Ok(CredentialsFile::at(expand_home(Path::new(&path))));
+            }
+        }
+        let home = dirs::home_dir().ok_or(FileError::NoHome)?;
+        Ok(CredentialsFile::at(home.join(".aws").join("config")))
+    }
+
     /// The file at `path`.
     pub fn at(path: impl Into<PathBuf>) -> CredentialsFile {
         CredentialsFile { path: path.into() }
@@ -313,6 +325,19 @@ impl Document {
             }
         }
         names
+    }
+
+    /// Whether a config file (not a credentials file) has the profile: `[profile NAME]`,
+    /// or `[default]` for `default`, as the SDKs read it.
+    pub fn has_config_profile(&self, profile: &str) -> bool {
+        self.profiles().iter().any(|section| {
+            let mut words = section.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("profile"), Some(name), None) => name == profile,
+                (Some(name), None, None) => name == "default" && profile == "default",
+                _ => false,
+            }
+        })
     }
 
     /// Whether the profile has a section.
@@ -526,6 +551,19 @@ aws_access_key_id = AKIAOTHER
 
     fn doc(text: &str) -> Document {
         Document::parse(text, Path::new("credentials"))
+    }
+
+    #[test]
+    fn config_profiles_are_named_with_the_profile_prefix() {
+        let config = doc("[default]\nregion = x\n[profile  work ]\n[plain]\n[sso-session s]\n");
+        assert!(config.has_config_profile("default"));
+        assert!(config.has_config_profile("work"));
+        assert!(
+            !config.has_config_profile("plain"),
+            "config sections need 'profile '"
+        );
+        assert!(!config.has_config_profile("s"));
+        assert!(!config.has_config_profile("nosuch"));
     }
 
     #[test]

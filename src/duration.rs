@@ -47,16 +47,37 @@ impl DurationRange {
     }
 }
 
-/// `3650d`, `1h`, `0s`: the range ends as they are documented.
-fn show(value: Duration) -> String {
+/// A duration as credrot prints it everywhere: the largest unit and, when not zero, the
+/// next one down, nothing finer (`44d`, `1d 12h`, `2h 5m`, `90s` is `1m 30s`, `0s`).
+/// Days are the largest unit: months and years have no fixed length.
+pub fn human(value: Duration) -> String {
     let secs = value.as_secs();
-    match [(DAY, "d"), (HOUR, "h"), (MINUTE, "m")]
-        .into_iter()
-        .find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit))
-    {
-        Some((unit, suffix)) => format!("{}{suffix}", secs / unit),
-        None => format!("{secs}s"),
+    let units = [(DAY, "d"), (HOUR, "h"), (MINUTE, "m"), (1, "s")];
+    let Some(i) = units.iter().position(|(unit, _)| secs >= *unit) else {
+        return "0s".to_string();
+    };
+    let (unit, suffix) = units[i];
+    let mut text = format!("{}{suffix}", secs / unit);
+    if let Some((next, next_suffix)) = units.get(i + 1) {
+        let rest = (secs % unit) / next;
+        if rest > 0 {
+            text.push_str(&format!(" {rest}{next_suffix}"));
+        }
     }
+    text
+}
+
+/// `1 user`, `2 users`: a count with its noun (English plural in -s).
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn show(value: Duration) -> String {
+    human(value)
 }
 
 /// Ranges of the command-line flags, documented in `--help` and README.md.
@@ -110,6 +131,23 @@ impl Serialize for DurationSetting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_in_days_and_hours_with_one_rule() {
+        let h = |secs: u64| human(Duration::from_secs(secs));
+        assert_eq!(h(44 * DAY), "44d");
+        assert_eq!(h(44 * DAY + 13 * HOUR + 26 * MINUTE), "44d 13h");
+        assert_eq!(h(36 * HOUR), "1d 12h");
+        assert_eq!(h(15 * MINUTE), "15m");
+        assert_eq!(h(90), "1m 30s");
+        assert_eq!(h(59), "59s");
+        assert_eq!(h(0), "0s");
+        assert_eq!(h(3650 * DAY), "3650d");
+        assert_eq!(h(HOUR + 59), "1h", "nothing finer than the next unit");
+        assert_eq!(count(1, "call"), "1 call");
+        assert_eq!(count(0, "user"), "0 users");
+        assert_eq!(count(2, "user"), "2 users");
+    }
 
     #[test]
     fn settings_are_positive_and_at_most_ten_years() {

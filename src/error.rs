@@ -38,7 +38,7 @@ pub enum Error {
     #[error(transparent)]
     Terraform(#[from] crate::terraform::TerraformError),
     /// Some users were not rotated; the summary names them.
-    #[error("{failed} of {total} users failed; the summary says which and why. Fix the cause and run again")]
+    #[error("{failed} of {} failed; the summary says which and why. Fix the cause and run again", crate::duration::count(*.total, "user"))]
     RunFailed {
         /// Users that failed.
         failed: usize,
@@ -54,13 +54,13 @@ pub enum Error {
         users: usize,
     },
     /// `status` could not read some users.
-    #[error("the status of {users} users could not be read; the report says why")]
+    #[error("the status of {} could not be read; the report says why", crate::duration::count(*.users, "user"))]
     StatusIncomplete {
         /// Users whose status is `error`.
         users: usize,
     },
     /// `status --fail-on` or `update`/`rotate --fail-on` tripped.
-    #[error("{users} users are {verdict} or worse (--fail-on {verdict})")]
+    #[error("{} {} {verdict} or worse (--fail-on {verdict})", crate::duration::count(*.users, "user"), if *.users == 1 { "is" } else { "are" })]
     GateTripped {
         /// The gate.
         verdict: String,

@@ -173,9 +173,10 @@ pub fn add_service(
     Ok(text)
 }
 
-/// The Terraform/OpenTofu for the service's IAM user, its S3 policy and (for teams that let
-/// Terraform create the key) a rotating key with the outputs credrot's terraform source reads.
-pub fn terraform_snippet(service: &NewService, rotation_days: u64) -> String {
+/// The Terraform/OpenTofu for the service's IAM user and its S3 policy. The user's keys are
+/// credrot's, so no `aws_iam_access_key` (nor `time_rotating`) is emitted: Terraform and
+/// credrot would both make keys for the same user.
+pub fn terraform_snippet(service: &NewService) -> String {
     let id = service.name.replace('-', "_");
     let NewService {
         iam_user,
@@ -218,28 +219,8 @@ resource "aws_iam_user_policy_attachment" "{id}_s3" {{
   policy_arn = aws_iam_policy.{id}_s3.arn
 }}
 
-# Only if Terraform creates the key (source = "terraform", output_prefix = "{name}" in
-# services.toml): a new key every {rotation_days} days, handed to the stores by `credrot update {name}`.
-resource "time_rotating" "{id}" {{
-  rotation_days = {rotation_days}
-}}
-
-resource "aws_iam_access_key" "{id}" {{
-  user = aws_iam_user.{id}.name
-  lifecycle {{
-    create_before_destroy = true
-    replace_triggered_by  = [time_rotating.{id}.id]
-  }}
-}}
-
-output "{name}_access_key_id" {{
-  value = aws_iam_access_key.{id}.id
-}}
-
-output "{name}_secret_access_key" {{
-  value     = aws_iam_access_key.{id}.secret
-  sensitive = true
-}}
+# No aws_iam_access_key here: credrot makes this user's keys (credrot update {name}).
+# A Terraform-made key next to them would be a third party rotating the same user.
 "#
     );
     out
@@ -299,10 +280,12 @@ mod tests {
     }
 
     #[test]
-    fn the_snippet_names_outputs_after_the_service() {
-        let hcl = terraform_snippet(&redis(), 30);
-        assert!(hcl.contains("output \"redis_access_key_id\""));
+    fn the_snippet_makes_the_user_and_policy_and_no_key() {
+        let hcl = terraform_snippet(&redis());
+        assert!(hcl.contains("resource \"aws_iam_user\" \"redis\""));
         assert!(hcl.contains("arn:aws:s3:::redis-backup-home-ops/*"));
-        assert!(hcl.contains("replace_triggered_by  = [time_rotating.redis.id]"));
+        assert!(!hcl.contains("resource \"aws_iam_access_key\""), "{hcl}");
+        assert!(!hcl.contains("time_rotating"), "{hcl}");
+        assert!(!hcl.contains("output "), "{hcl}");
     }
 }

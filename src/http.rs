@@ -308,7 +308,7 @@ impl HttpClient {
             .await
             .map_err(|_| HttpError::Timeout {
                 target: target.clone(),
-                timeout: humantime::format_duration(self.timeout).to_string(),
+                timeout: crate::duration::human(self.timeout),
             })?
     }
 }

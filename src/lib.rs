@@ -17,6 +17,7 @@ pub mod error;
 mod failpoints;
 pub mod fsutil;
 pub mod generate;
+pub mod gitcheck;
 pub mod hooks;
 pub mod http;
 pub mod kube;

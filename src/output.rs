@@ -4,17 +4,36 @@
 
 use crate::aws::CallReport;
 use crate::cli::OutputFormat;
-use crate::config::{Config, Service};
+use crate::config::{default_title, Config, Service, StoreConfig};
 use crate::rotation::{Outcome, UserReport};
-use comfy_table::{presets, Table};
+use crate::store::TemplateValues;
+use comfy_table::{presets, ColumnConstraint, ContentArrangement, Table, Width};
 use serde::Serialize;
 use std::io::Write;
 
+/// A table for people: on a terminal it fits the terminal's width (long cells wrap);
+/// anywhere else (a pipe, a file, CI logs) each row stays on one line, so the layout does
+/// not depend on where it is read.
+/// Only these columns wrap; ids, names and verdicts stay whole (to copy and to grep).
 pub(crate) fn table(header: &[&str]) -> Table {
+    const WRAPPING: [&str; 3] = ["STORES", "HELD BY", "LAST USED"];
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
+    // Off a terminal nothing wraps, so no column needs a minimum width.
+    let on_terminal = table.width().is_some();
+    for (i, name) in header.iter().enumerate() {
+        let constraint = match WRAPPING.contains(name) {
+            true if on_terminal => ColumnConstraint::LowerBoundary(Width::Fixed(20)),
+            true => continue,
+            false => ColumnConstraint::ContentWidth,
+        };
+        if let Some(column) = table.column_mut(i) {
+            column.set_constraint(constraint);
+        }
+    }
     table
 }
 
@@ -40,7 +59,7 @@ pub fn write_services(
             s.iam_user.clone(),
             s.stores
                 .iter()
-                .map(|c| c.summary())
+                .map(|c| expanded_summary(c, s))
                 .collect::<Vec<_>>()
                 .join(", "),
             s.policy
@@ -51,6 +70,26 @@ pub fn write_services(
         ]);
     }
     writeln!(out, "{t}")
+}
+
+/// The service's values in a store's templates (`{service}`, `{user}`, the default
+/// 1Password title): where the key actually goes.
+fn templates_of(service: &Service) -> TemplateValues<'_> {
+    TemplateValues {
+        user: &service.iam_user,
+        service: Some(&service.name),
+    }
+}
+
+/// A store's summary with the service's values substituted.
+fn expanded_summary(store: &StoreConfig, service: &Service) -> String {
+    let summary = match store {
+        StoreConfig::OnePassword(c) if c.title.is_none() => {
+            format!("1password:{}/{}", c.vault, default_title(true))
+        }
+        _ => store.summary(),
+    };
+    templates_of(service).apply(&summary)
 }
 
 /// `credrot show SERVICE`.
@@ -76,10 +115,28 @@ pub fn write_service(
         "max_age:      {}",
         or_dash(service.policy.max_age.as_ref().map(|d| d.text.as_str()))
     )?;
+    writeln!(
+        out,
+        "rotate_after: {}",
+        service
+            .policy
+            .rotate_after
+            .as_ref()
+            .map(|d| d.text.clone())
+            .unwrap_or_else(|| "- (every run rotates)".into())
+    )?;
+    let mode = serde_json::to_value(service.policy.mode).expect("modes serialize");
+    writeln!(out, "mode:         {}", mode.as_str().unwrap_or_default())?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;
+    let values = templates_of(service);
     for store in &service.stores {
-        let fields = serde_json::to_value(store).expect("store configs serialize");
+        let mut fields = serde_json::to_value(store).expect("store configs serialize");
+        if let (StoreConfig::OnePassword(c), Some(map)) = (store, fields.as_object_mut()) {
+            if c.title.is_none() {
+                map.insert("title".into(), default_title(true).into());
+            }
+        }
         let fields = fields
             .as_object()
             .into_iter()
@@ -89,7 +146,7 @@ pub fn write_service(
                 format!(
                     "{k}={}",
                     v.as_str()
-                        .map(str::to_string)
+                        .map(|text| values.apply(text))
                         .unwrap_or_else(|| v.to_string())
                 )
             })
@@ -188,6 +245,16 @@ pub fn write_summary(
         ]);
     }
     writeln!(out, "{t}")?;
+    if dry_run
+        && reports
+            .iter()
+            .any(|r| r.outcome == Outcome::Planned && r.created.is_none())
+    {
+        writeln!(
+            out,
+            "WOULD CREATE \"new key\": a new access key for the user, written to each of its STORES and verified through STS; it becomes CURRENT and the CURRENT key becomes LAST"
+        )?;
+    }
     for r in reports.iter().filter(|r| !r.synced.is_empty()) {
         let verb = if dry_run {
             "would bring up to date"
@@ -270,8 +337,9 @@ pub fn write_summary(
     };
     writeln!(
         out,
-        "AWS: {} calls{per_user}, {} retried by the SDK",
-        calls.calls, calls.retries
+        "AWS: {}{per_user}, {} retried by the SDK",
+        crate::duration::count(calls.calls as usize, "call"),
+        calls.retries
     )
 }
 
@@ -346,4 +414,38 @@ pub fn write_status(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_fit_a_given_width_and_keep_rows_whole_without_one() {
+        let long = "file:secrets/psk-active-then-inactive.json, outfile:keys.json";
+        let row = vec![
+            "psk-active-then-inactive",
+            "AKIARZPUZDIKEXXUF56I",
+            "AKIARZPUZDIKHML76YDI",
+            long,
+            "rotated",
+        ];
+        let mut t = table(&["USER", "OLD CURRENT", "OLD LAST", "STORES", "OUTCOME"]);
+        t.add_row(row.clone());
+        // Not a terminal (as under cargo test): one line per row, whatever its length.
+        let text = t.to_string();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        // A terminal 100 columns wide: every line fits, the stores wrap, ids stay whole.
+        t.set_width(100);
+        let text = t.to_string();
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        assert!(text.lines().count() > 2, "{text}");
+        for whole in [
+            "AKIARZPUZDIKEXXUF56I",
+            "AKIARZPUZDIKHML76YDI",
+            "psk-active-then-inactive",
+        ] {
+            assert!(text.contains(whole), "{whole} is cut: {text}");
+        }
+    }
 }

@@ -83,7 +83,7 @@ impl PolicySettings {
                     secs / 2
                 });
                 DurationSetting {
-                    text: humantime::format_duration(half).to_string(),
+                    text: crate::duration::human(half),
                     value: half,
                 }
             })

@@ -268,9 +268,9 @@ fn judge_age(
                 status,
                 Verdict::Overdue,
                 format!(
-                    "{} is {} days old, past max_age ({})",
+                    "{} is {} old, past max_age ({})",
                     key.id,
-                    days(age(key)),
+                    crate::duration::human(age(key)),
                     max.text
                 ),
             );
@@ -302,9 +302,9 @@ fn judge_use(
             status,
             Verdict::Unused,
             format!(
-                "CURRENT {} has not been used for {} days",
+                "CURRENT {} has not been used for {} (--unused-after)",
                 current.id,
-                days(options.unused_after)
+                crate::duration::human(options.unused_after)
             ),
         );
     }

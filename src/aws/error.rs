@@ -149,6 +149,18 @@ fn credentials_error<'a>(
     None
 }
 
+impl AwsError {
+    /// Credentials that could not be resolved before any call (`operation` names the step).
+    pub fn credentials(operation: &'static str, err: &CredentialsError) -> AwsError {
+        AwsError {
+            operation,
+            code: None,
+            message: credentials_message(err),
+            kind: AwsErrorKind::Setup,
+        }
+    }
+}
+
 /// What to say when credentials could not be loaded: none at all, or a provider's failure.
 fn credentials_message(err: &(dyn std::error::Error + 'static)) -> String {
     const HOW: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME (or set AWS_PROFILE) for a profile in ~/.aws/config or ~/.aws/credentials; for SSO, run 'aws sso login --profile NAME' first";

@@ -7,6 +7,8 @@ use super::{
 };
 use crate::secret::AccessKey;
 use async_trait::async_trait;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -19,8 +21,12 @@ use std::time::{Duration, SystemTime};
 /// How to reach AWS: the global command-line options.
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {
-    /// Named profile from the shared config files.
+    /// Named profile from the shared config files (its region and settings).
     pub profile: Option<String>,
+    /// Whether `profile`'s own credentials sign, whatever the environment holds: an
+    /// explicit `--profile` wins over AWS_ACCESS_KEY_ID, as in the AWS CLI. Without it the
+    /// SDK's default chain decides (environment keys first, then the profile).
+    pub profile_credentials: bool,
     /// Region; else the configuration's default, else the SDK's chain.
     pub region: Option<String>,
     /// Endpoint for every service (an emulator, a VPC endpoint).
@@ -69,6 +75,26 @@ impl AwsContext {
         }
         if let Some(profile) = &options.profile {
             loader = loader.profile_name(profile);
+            if options.profile_credentials {
+                // The default chain reads AWS_ACCESS_KEY_ID before any profile; the
+                // profile's own provider (static keys, credential_process, SSO, roles)
+                // reads only the profile.
+                let provider_config = ProviderConfig::default()
+                    .with_http_client(super::http_client())
+                    .with_region(options.region.clone().map(Region::new))
+                    .with_timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(timeouts.connect)
+                            .operation_attempt_timeout(timeouts.attempt)
+                            .build(),
+                    );
+                loader = loader.credentials_provider(
+                    ProfileFileCredentialsProvider::builder()
+                        .configure(&provider_config)
+                        .profile_name(profile)
+                        .build(),
+                );
+            }
         }
         // Without --region the loader's own chain finds one (AWS_REGION, the profile's
         // region, IMDS), through the shared HTTP client.
@@ -90,6 +116,21 @@ impl AwsContext {
             calls: CallCounter::default(),
             watch: WaitWatch::new(timeouts),
         }
+    }
+
+    /// Resolve the credentials once, before the first call: without any, every user of a
+    /// run would fail with the same message. The clients resolve (and refresh) them again
+    /// through the same provider.
+    pub async fn check_credentials(&self) -> Result<(), AwsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = self.sdk_config.credentials_provider() else {
+            return Ok(());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::credentials("loading AWS credentials", &e))
     }
 
     /// A context over an SDK configuration made elsewhere (tests, embedding programs).

@@ -179,11 +179,6 @@ pub fn run(path: &Path, args: &GenerateArgs) -> Result<(), Error> {
         Err(e) => return Err(Error::Usage(format!("cannot read {}: {e}", path.display()))),
     };
     let text = add_service(&existing, path, &service).map_err(|e| Error::Usage(e.to_string()))?;
-    // Terraform replaces the key at the first apply after rotation_days: a day less than
-    // max_age keeps a daily-applied key within it.
-    let days = DurationSetting::parse(&service.max_age)
-        .map(|d| (d.value.as_secs() / 86_400).saturating_sub(1).max(1))
-        .unwrap_or(29);
     if args.dry_run {
         eprintln!(
             "--dry-run: {} is unchanged; the service would be:\n{}",
@@ -199,7 +194,7 @@ pub fn run(path: &Path, args: &GenerateArgs) -> Result<(), Error> {
             service.name
         );
     }
-    print!("{}", terraform_snippet(&service, days));
+    print!("{}", terraform_snippet(&service));
     Ok(())
 }
 

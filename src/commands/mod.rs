@@ -5,6 +5,7 @@ mod context;
 mod credential_process;
 mod exec;
 mod generate;
+mod man;
 mod profile;
 mod rotate;
 mod rotate_profile;
@@ -38,9 +39,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             )?;
             Ok(())
         }
-        Command::Update { service, rotation } => {
+        Command::Update {
+            service,
+            terraform_bin,
+            rotation,
+        } => {
             let config = load_config(global, true)?;
-            rotate::update(&config, service, global, rotation)
+            rotate::update(&config, service, terraform_bin.as_deref(), global, rotation)
         }
         Command::Status {
             services,
@@ -81,11 +86,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout().lock())?;
-            Ok(())
-        }
+        Command::Man { dir } => man::run(dir),
         Command::Rotate {
             path,
             concurrency,

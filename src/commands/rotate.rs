@@ -1,6 +1,8 @@
 //! `credrot update SERVICE` and `credrot rotate --path PATH`.
 
-use super::context::{load_aws, open_target, path_settings, runtime};
+use super::context::{
+    load_aws, no_users_at, open_target, path_settings, runtime, CredentialSource,
+};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs, RunGate};
@@ -26,6 +28,7 @@ use std::time::SystemTime;
 pub fn update(
     config: &Config,
     name: &str,
+    terraform_bin: Option<&std::path::Path>,
     global: &GlobalArgs,
     args: &RotationArgs,
 ) -> Result<(), Error> {
@@ -40,7 +43,7 @@ pub fn update(
         format!("update {name}"),
     )?;
     job.run(async {
-        let aws = load_aws(config, global, service.region.as_deref()).await;
+        let aws = load_aws(config, global, service.region.as_deref()).await?;
         let env = job.store_env(&aws, service.tags.clone());
         let also = paths_of_user(config, &aws, &env, service).await?;
         let target = job.target(
@@ -59,7 +62,7 @@ pub fn update(
         let external = match &service.terraform {
             // Terraform made the key: read it before anything else; IAM is left alone.
             Some(tf) => {
-                let bin = terraform::find_binary(args.terraform_bin.as_deref())?;
+                let bin = terraform::find_binary(terraform_bin)?;
                 Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
             }
             None => None,
@@ -88,12 +91,10 @@ pub fn rotate_path(
         format!("rotate --path {iam_path}"),
     )?;
     job.run(async {
-        let aws = load_aws(config, global, None).await;
+        let aws = load_aws(config, global, None).await?;
         let users = aws.iam().list_users(&iam_path).await?;
         if users.is_empty() {
-            return Err(Error::Usage(format!(
-                "no IAM user has the path {iam_path}; IAM paths are case-sensitive: check it with 'aws iam list-users --path-prefix {iam_path}'"
-            )));
+            return Err(no_users_at(&iam_path));
         }
         tracing::info!(users = users.len(), path = %iam_path, "rotating");
         // One environment for every user: AWS clients are made once per region, not per user.
@@ -266,7 +267,15 @@ impl<'a> Job<'a> {
         section: &str,
         command: String,
     ) -> Result<Self, Error> {
+        // Before the outfile is made: a usage error leaves nothing behind.
+        CredentialSource::of(global).check_exists()?;
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
+            if !config.file.exists() {
+                return Err(Error::Usage(format!(
+                    "{subject}: no configuration file {} (--config, CREDROT_CONFIG, else ./services.toml), so a new key would have nowhere to go; pass -o FILE or --print-secrets, or create the file with `credrot generate` (or by hand with {section})",
+                    config.file.display()
+                )));
+            }
             return Err(Error::Usage(format!(
                 "{subject} has no store configured in {}, so a new key would have nowhere to go; add {section} to it, or pass -o FILE or --print-secrets",
                 config.file.display()
@@ -367,6 +376,7 @@ impl<'a> Job<'a> {
             tracing::warn!("cannot tell which identity this run uses ({e}); the audit log records the caller as \"unknown\"");
             "unknown".to_string()
         });
+        tracing::info!("running as {caller}");
         let cloudwatch = match &audit.cloudwatch {
             Some(target) => Some(
                 CloudWatchSink::start(
@@ -443,6 +453,12 @@ impl<'a> Job<'a> {
         // store is read or IAM is changed.
         // The checks are per kind of store (is op signed in?), not per user: one store of
         // each kind, over every user, since users that other sections share have more.
+        let files: Vec<std::path::PathBuf> = targets
+            .iter()
+            .flat_map(|t| &t.stores)
+            .filter_map(|s| s.local_file().map(std::path::Path::to_path_buf))
+            .collect();
+        crate::gitcheck::warn_unignored(&files);
         let mut checked = std::collections::BTreeSet::new();
         for store in targets.iter().flat_map(|t| &t.stores) {
             let location = store.location();

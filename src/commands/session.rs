@@ -1,7 +1,8 @@
 //! `credrot session`: temporary credentials from STS, printed or written to a profile; and
 //! [`obtain`], shared with `exec`.
 
-use super::source::{context_for, effective_profile, runtime};
+use super::context::{aws_context, CredentialSource};
+use super::source::{effective_profile, runtime};
 use crate::cli::{CredentialFormat, GlobalArgs, SessionArgs};
 use crate::credentials_file::{CredentialsFile, Document};
 use crate::error::Error;
@@ -66,7 +67,10 @@ pub(super) fn obtain(
         _ => None,
     };
     let request = SessionRequest::new(kind, args.duration, mfa)?;
-    let profile = effective_profile(global);
+    // The cache is keyed by the profile that signs; environment keys that win over
+    // AWS_PROFILE are part of the fingerprint instead.
+    let source = CredentialSource::of(global);
+    let profile = source.profile.clone().filter(|_| source.profile_signs);
     let cache = if args.no_cache {
         None
     } else {
@@ -81,7 +85,7 @@ pub(super) fn obtain(
         return Ok(hit);
     }
     let credentials = runtime()?.block_on(async {
-        let aws = context_for(global, profile, &args.ssh).await?;
+        let aws = aws_context(global, global.region.clone(), args.ssh.ssh_key.as_deref()).await?;
         session::request(&SdkSts::new(&aws), &request)
             .await
             .map_err(Error::from)

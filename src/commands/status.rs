@@ -1,7 +1,7 @@
 //! `credrot status`: a read-only report of every user's keys and stores, with a verdict per
 //! user, and an exit code that can gate a pipeline.
 
-use super::context::{load_aws, open_target, path_settings, runtime};
+use super::context::{load_aws, no_users_at, open_target, path_settings, runtime};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::GlobalArgs;
 use crate::config::{normalize_iam_path, Config};
@@ -39,7 +39,7 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
         .map(|name| config.service(name))
         .collect::<Result<Vec<_>, _>>()?;
     let statuses = runtime()?.block_on(async {
-        let aws = load_aws(config, global, None).await;
+        let aws = load_aws(config, global, None).await?;
         let mut targets: Vec<Target> = services
             .iter()
             .map(|s| {
@@ -54,9 +54,19 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
             let iam_path = normalize_iam_path(path);
             let (stores, policy) = path_settings(config, &iam_path);
             let env = StoreEnv::new(aws.clone(), config.base_dir.clone(), Vec::new());
-            for user in aws.iam().list_users(&iam_path).await? {
+            let users = aws.iam().list_users(&iam_path).await?;
+            if users.is_empty() {
+                return Err(no_users_at(&iam_path));
+            }
+            for user in users {
                 targets.push(open_target(&env, &user.name, None, &stores, &policy, None));
             }
+        }
+        if targets.is_empty() && request.fail_on.is_some() {
+            return Err(Error::Usage(format!(
+                "--fail-on found no user to check: {} has no service; name services, add [services.NAME] sections, or pass --path PATH",
+                config.file.display()
+            )));
         }
         let iam = aws.iam();
         let iam: &dyn IamApi = &iam;

@@ -2,11 +2,19 @@
 
 use std::path::PathBuf;
 
+/// Where a relative path was looked for: ` (looked in DIR)`, or nothing for an absolute one.
+fn looked_in(path: &std::path::Path) -> String {
+    match std::env::current_dir() {
+        Ok(dir) if path.is_relative() => format!(" (looked in {})", dir.display()),
+        _ => String::new(),
+    }
+}
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file does not exist.
-    #[error("configuration file {} not found; create it (see README, 'services.toml') or point --config / CREDROT_CONFIG at it", path.display())]
+    #[error("configuration file {} not found{}; create it with `credrot generate` (it asks for a service and writes the file), or point --config / CREDROT_CONFIG at yours", path.display(), looked_in(path))]
     Missing { path: PathBuf },
     /// The file exists but could not be read.
     #[error("cannot read configuration file {}: {source}", path.display())]

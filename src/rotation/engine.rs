@@ -201,7 +201,8 @@ impl Engine {
                 self.run_hooks(target, &mut report).await;
             }
             Err(err) => {
-                warn!(user = %target.user, "rotation failed: {err}");
+                // The summary says it (once); -v says it as it happens.
+                info!(user = %target.user, "rotation failed: {err}");
                 report.outcome = Outcome::Failed;
                 report.error = Some(err.to_string());
             }
@@ -340,7 +341,7 @@ impl Engine {
                 self.run_hooks(target, &mut report).await;
             }
             Err(err) => {
-                warn!(user = %target.user, "hand-off failed: {err}");
+                info!(user = %target.user, "hand-off failed: {err}");
                 report.error = Some(err.to_string());
             }
         }

@@ -495,9 +495,9 @@ pub fn plan(seen: &Observed, rules: Rules<'_>) -> Result<Plan, PlanError> {
         };
         let ttl = rules.lock_ttl.unwrap_or_default();
         plan.end = End::Busy(format!(
-            "key {} was created {}s ago and is not in every store yet: {who} is handing it out; if that run died on another host, a run after {} finishes its work",
+            "key {} was created {} ago and is not in every store yet: {who} is handing it out; if that run died on another host, a run after {} finishes its work",
             key.id,
-            view.age(key).as_secs(),
+            crate::duration::human(view.age(key)),
             humantime::format_rfc3339_seconds(key.created + ttl)
         ));
         return Ok(plan);

@@ -139,10 +139,10 @@ impl SessionRequest {
         let duration = Duration::from_secs(duration.unwrap_or(default).as_secs());
         if duration < MIN_DURATION || duration > max {
             return Err(SessionError::Duration {
-                asked: humantime::format_duration(duration).to_string(),
+                asked: crate::duration::human(duration),
                 api,
-                min: humantime::format_duration(MIN_DURATION).to_string(),
-                max: humantime::format_duration(max).to_string(),
+                min: crate::duration::human(MIN_DURATION),
+                max: crate::duration::human(max),
             });
         }
         if let Some(mfa) = &mfa {
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(ok(900).unwrap(), 900);
         assert_eq!(ok(36 * 3600).unwrap(), 129_600);
         let err = ok(899).unwrap_err().to_string();
-        assert!(err.contains("15m") && err.contains("1day 12h"), "{err}");
+        assert!(err.contains("15m") && err.contains("1d 12h"), "{err}");
         assert!(ok(36 * 3600 + 1).is_err());
         let role = SessionKind::AssumeRole {
             role_arn: "arn".into(),

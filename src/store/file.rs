@@ -107,6 +107,10 @@ impl SecretStore for FileStore {
         format!("file:{}", self.path.display())
     }
 
+    fn local_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
         fsutil::warn_if_shared_dir(&self.path);
         let bytes = match fsutil::read_regular(&self.path, KEY_FILE_LIMIT) {

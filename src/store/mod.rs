@@ -179,6 +179,11 @@ pub trait SecretStore: Send + Sync {
     /// Where the store is, for messages and summaries (never a secret).
     fn location(&self) -> String;
 
+    /// The local file the store writes the key to, if it is one (for the git check).
+    fn local_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// This store's error doing `action`, for `reason`.
     fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StoreError
     where

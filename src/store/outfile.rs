@@ -232,6 +232,10 @@ impl SecretStore for OutfileStore {
         self.file.location()
     }
 
+    fn local_file(&self) -> Option<&Path> {
+        Some(&self.file.path)
+    }
+
     async fn read(&self) -> Result<Option<AccessKey>, StoreError> {
         Ok(self.file.get(&self.user))
     }

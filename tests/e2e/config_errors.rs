@@ -164,7 +164,7 @@ const CASES: &[Case] = &[
         name: "no store for the path",
         toml: None,
         args: &["rotate", "--path", "PSK"],
-        expect: &["IAM path /PSK/ has no store", "-o FILE or --print-secrets"],
+        expect: &["IAM path /PSK/: no configuration file services.toml", "-o FILE or --print-secrets", "credrot generate"],
     },
 ];
 

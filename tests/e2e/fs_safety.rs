@@ -39,15 +39,21 @@ fn in_shell(cmd: Command, prelude: &str) -> Command {
 
 /// Run `cmd` with at most 2 GiB of address space (so a read of /dev/zero without the fix
 /// fails instead of taking the shared machine's memory) under the watchdog; returns the
-/// exit code and stderr.
+/// exit code and everything printed (stdout, where the summary says why a user failed,
+/// then stderr).
 fn run_capped(cmd: Command) -> (Option<i32>, String) {
     let out = assert_cmd::Command::from_std(in_shell(cmd, "ulimit -v 2097152"))
         .timeout(WATCHDOG)
         .output()
         .expect("credrot runs");
+    // The summary (stdout) says why a user failed; stderr says that some did.
     (
         out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -213,7 +219,12 @@ fn a_user_named_dot_dot_under_a_user_template_writes_nothing_outside() {
         .args(["rotate", "--path", "Templated"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The summary (stdout) says why the user failed.
+    let stderr = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("file:secrets/{user}/key.json")

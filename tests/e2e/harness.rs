@@ -74,7 +74,7 @@ impl Moto {
     fn start_with_bootstrap(bootstrap: Option<u32>) -> Moto {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| test_tool("moto_server"));
         let mut command = std::process::Command::new(&program);
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         match bootstrap {
@@ -417,6 +417,35 @@ impl Moto {
     }
 }
 
+/// The repository's virtual environment of test tools (scripts/lib.sh makes it).
+fn venv_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")
+}
+
+/// A test tool (moto_server, task, aws): the one in .venv/bin when there is one (so a
+/// plain `cargo test` after `bash scripts/test` finds them too), else `name` on PATH.
+pub fn test_tool(name: &str) -> String {
+    let venv = venv_bin().join(name);
+    if venv.is_file() {
+        venv.display().to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// PATH for child processes: .venv/bin first when it exists, so a credrot child (`exec
+/// -- aws`) or task finds the venv's tools.
+pub fn tool_path() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let bin = venv_bin();
+    if !bin.is_dir() {
+        return path;
+    }
+    let mut dirs = vec![bin];
+    dirs.extend(std::env::split_paths(&path));
+    std::env::join_paths(dirs).unwrap_or(path)
+}
+
 /// The credrot binary in `dir` with a clean AWS environment and no credentials.
 pub fn credrot_command(dir: &Path) -> Command {
     Command::from_std(credrot_process(dir))
@@ -468,6 +497,7 @@ pub fn isolated_process(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> std
         cmd.env_remove(var);
     }
     cmd.env("AWS_REGION", REGION)
+        .env("PATH", tool_path())
         .env("AWS_CONFIG_FILE", dir.join(".no-aws-config"))
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",

@@ -299,9 +299,9 @@ fn the_agent_and_the_passphrase_derive_the_same_key() {
         .success();
 }
 
-/// The AWS CLI: `CREDROT_TEST_AWS_CLI`, else `aws` on PATH.
+/// The AWS CLI: `CREDROT_TEST_AWS_CLI`, else .venv's, else `aws` on PATH.
 fn aws_cli() -> String {
-    std::env::var("CREDROT_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into())
+    std::env::var("CREDROT_TEST_AWS_CLI").unwrap_or_else(|_| crate::harness::test_tool("aws"))
 }
 
 #[test]

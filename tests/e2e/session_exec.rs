@@ -260,8 +260,8 @@ fn durations_outside_what_sts_allows_are_refused_before_any_call() {
     let home = home();
     let tripwire = Tripwire::new();
     for (args, expected) in [
-        (vec!["--duration", "10m"], "from 15m to 1day 12h"),
-        (vec!["--duration", "37h"], "from 15m to 1day 12h"),
+        (vec!["--duration", "10m"], "from 15m to 1d 12h"),
+        (vec!["--duration", "37h"], "from 15m to 1d 12h"),
         (
             vec![
                 "--duration",

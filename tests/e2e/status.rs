@@ -139,3 +139,45 @@ fn path_users_are_reported_and_a_table_is_printed() {
         "{text}"
     );
 }
+
+#[test]
+fn a_gate_over_no_users_is_a_usage_error_like_rotate() {
+    let moto = Moto::start();
+    moto.create_user("b1", "/PSKServiceAccounts/");
+    let dir = tempfile::tempdir().unwrap();
+    let message = "no IAM user has the path /pskserviceaccounts/";
+    // The same typo, the same message and exit code from rotate and status, gate or not.
+    for args in [
+        vec!["rotate", "--path", "pskserviceaccounts", "-o", "k.json"],
+        vec!["status", "--path", "pskserviceaccounts", "--fail-on", "ok"],
+        vec![
+            "status",
+            "--path",
+            "pskserviceaccounts",
+            "--fail-on",
+            "drift",
+        ],
+        vec!["status", "--path", "pskserviceaccounts"],
+    ] {
+        let out = moto.credrot(dir.path()).args(&args).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(
+            out.get_output().stdout.is_empty(),
+            "{args:?}: no empty table"
+        );
+    }
+    // A configuration with no service and no --path: a gate with nothing to look at.
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[defaults]\nmax_age = \"90d\"\n",
+    )
+    .unwrap();
+    let out = moto
+        .credrot(dir.path())
+        .args(["status", "--fail-on", "ok"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("found no user to check"), "{stderr}");
+}

@@ -1,7 +1,9 @@
 //! The Taskfile (Taskfile.yml + taskfiles/creds.yml) through the real `task` binary
 //! (go-task, from requirements-test.txt), running the credrot binary cargo just built.
 
-use crate::harness::{credrot_command, key_of, mode_of, read_json, Moto, Tripwire, REGION};
+use crate::harness::{
+    credrot_command, key_of, mode_of, read_json, test_tool, tool_path, Moto, Tripwire, REGION,
+};
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,9 @@ fn repo_root() -> PathBuf {
 /// AWS configuration and any ambient CREDROT/CREDROT_CONFIG kept out. Fails (does not skip)
 /// when go-task is not installed.
 fn task(dir: &Path) -> Command {
-    let found = std::process::Command::new("task").arg("--version").output();
+    let found = std::process::Command::new(test_tool("task"))
+        .arg("--version")
+        .output();
     match found {
         Ok(out) if out.status.success() => {}
         _ => panic!(
@@ -22,8 +26,8 @@ fn task(dir: &Path) -> Command {
              pip install -r requirements-test.txt (or run bash scripts/test, which does)"
         ),
     }
-    let mut cmd = Command::new("task");
-    cmd.current_dir(repo_root());
+    let mut cmd = Command::new(test_tool("task"));
+    cmd.current_dir(repo_root()).env("PATH", tool_path());
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -221,13 +225,13 @@ fn creds_rotate_without_path_stops_before_credrot_runs() {
 }
 
 #[test]
-fn a_missing_credrot_binary_fails_the_precondition_with_the_build_command() {
+fn a_credrot_that_is_not_executable_fails_the_precondition() {
     let dir = config_dir();
     let missing = dir.path().join("no-such-credrot");
     // From the environment ...
     let out = run(task(dir.path()).env("CREDROT", &missing).arg("creds:list"));
     assert_eq!(out.code, Some(201), "{out}");
-    assert!(out.stderr.contains("cargo build --release"), "{out}");
+    assert!(out.stderr.contains("is not an executable file"), "{out}");
     assert!(out.stderr.contains(missing.to_str().unwrap()), "{out}");
     assert!(out.stdout.is_empty(), "{out}");
     // ... and from the task command line, which wins over the environment.
@@ -237,7 +241,80 @@ fn a_missing_credrot_binary_fails_the_precondition_with_the_build_command() {
         &format!("CREDROT={}", missing.display()),
     ]));
     assert_eq!(out.code, Some(201), "{out}");
-    assert!(out.stderr.contains("cargo build --release"), "{out}");
+    assert!(out.stderr.contains("is not an executable file"), "{out}");
+}
+
+/// A copy of the Taskfile in a fresh root, with fake credrot binaries that say which they
+/// are, so the lookup order is seen without touching the repository's target/.
+fn taskfile_copy() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_root().join("Taskfile.yml"),
+        root.path().join("Taskfile.yml"),
+    )
+    .unwrap();
+    std::fs::create_dir(root.path().join("taskfiles")).unwrap();
+    std::fs::copy(
+        repo_root().join("taskfiles/creds.yml"),
+        root.path().join("taskfiles/creds.yml"),
+    )
+    .unwrap();
+    root
+}
+
+fn fake_credrot(path: &Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\necho \"{name} credrot $*\"\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn creds_tasks_find_credrot_on_path_then_release_then_debug_then_build_it() {
+    let root = taskfile_copy();
+    let bin = tempfile::tempdir().unwrap();
+    // A PATH with the tools task needs and no credrot.
+    let path = tool_path().to_string_lossy().to_string();
+    let path_without_credrot: Vec<&str> = path
+        .split(':')
+        .filter(|d| !Path::new(d).join("credrot").exists())
+        .collect();
+    let list = |extra: Option<&Path>| {
+        let mut dirs: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
+        dirs.extend(path_without_credrot.iter().map(|d| d.to_string()));
+        let mut cmd = task(root.path());
+        cmd.current_dir(root.path())
+            .env_remove("CREDROT")
+            .env("PATH", dirs.join(":"))
+            .arg("creds:list");
+        run(&mut cmd)
+    };
+    fake_credrot(&root.path().join("target/debug/credrot"), "debug");
+    let out = list(None);
+    assert!(out.stdout.contains("debug credrot list"), "{out}");
+    fake_credrot(&root.path().join("target/release/credrot"), "release");
+    let out = list(None);
+    assert!(out.stdout.contains("release credrot list"), "{out}");
+    fake_credrot(&bin.path().join("credrot"), "path");
+    let out = list(Some(bin.path()));
+    assert!(out.stdout.contains("path credrot list"), "{out}");
+    // Nothing anywhere: it says it builds (here cargo fails: the copy has no Cargo.toml).
+    std::fs::remove_dir_all(root.path().join("target")).unwrap();
+    let out = list(None);
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains("building it (cargo build --locked"),
+        "{out}"
+    );
+    // `task --list` never builds or runs anything.
+    let mut cmd = task(root.path());
+    cmd.current_dir(root.path())
+        .env_remove("CREDROT")
+        .env("PATH", path_without_credrot.join(":"))
+        .arg("--list");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("building"), "{out}");
 }
 
 #[test]
