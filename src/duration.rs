@@ -80,7 +80,7 @@ fn show(value: Duration) -> String {
     human(value)
 }
 
-/// Ranges of the command-line flags, documented in `--help` and README.md.
+/// Ranges of the command-line flags, documented in `--help` and docs/reference/commands.md.
 pub mod flags {
     use super::{DurationRange, DAY, HOUR, MINUTE};
 

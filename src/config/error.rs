@@ -107,7 +107,7 @@ impl Locator<'_> {
 }
 
 /// The store kinds, in the words of serde's "expected one of" list.
-const KIND_VARIANTS: &str = "`file`, `1password`, `secrets-manager`, `ssm`, `kubernetes`, `vault`";
+const KIND_VARIANTS: &str = "`file`, `1password`, `secrets-manager`, `ssm`, `kubernetes`, `vault`, `github`, `gcp-secret-manager`, `azure-key-vault`";
 
 /// What to do about a parse error, from its message. The most specific messages come
 /// first: a generic rule placed before them would make their hint unreachable.
@@ -117,18 +117,18 @@ pub(crate) fn hint_for(message: &str) -> &'static str {
     } else if message.contains("missing field `iam_user`") {
         "add iam_user = \"NAME\": the IAM user whose keys this service rotates"
     } else if message.contains("missing field `kind`") {
-        "every store needs kind = \"file\" | \"1password\" | \"secrets-manager\" | \"ssm\" | \"kubernetes\" | \"vault\""
+        "every store needs a kind: file, 1password, secrets-manager, ssm, kubernetes, vault, github, gcp-secret-manager or azure-key-vault"
     } else if message.contains("missing field `webhook`") {
         "add webhook = \"https://host/path\" to [notify], or remove the section"
     } else if message.starts_with("missing field") {
         "add the missing key shown above"
     } else if message.contains("unknown variant") && message.contains(KIND_VARIANTS) {
-        "set kind to one of: file, 1password, secrets-manager, ssm, kubernetes, vault"
+        "set kind to one of: file, 1password, secrets-manager, ssm, kubernetes, vault, github, gcp-secret-manager, azure-key-vault"
     } else if message.contains("unknown variant") {
         "use one of the values listed above"
     } else if message.starts_with("invalid type") {
         "check the value's type: strings need quotes, lists use [ ]"
     } else {
-        "see the services.toml reference in README.md"
+        "see the services.toml reference in docs/guide/services-toml-and-stores.md"
     }
 }

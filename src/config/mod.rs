@@ -173,7 +173,7 @@ const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Policy errors that combine keys are reported at the section's first line: the keys may
 /// come from `[defaults]` or the section itself.
 fn policy_problem(offset: usize, message: String) -> Problem {
-    Problem::new(offset, message, "see 'Rotation policy' in README.md")
+    Problem::new(offset, message, "see 'Rotation policy and schedule' in docs/guide/rotation-and-staged-retirement.md")
 }
 
 impl Config {

@@ -267,7 +267,7 @@ fn an_inconsistent_defaults_section_is_a_load_error_even_unused() {
 fn each_parse_error_gets_its_own_hint() {
     assert!(
         hint_of("[services.a]\niam_user = \"u\"\nstores = [{ path = \"a.json\" }]\n")
-            .contains("every store needs kind")
+            .contains("every store needs a kind")
     );
     assert!(hint_of("[notify]\ntimeout = \"3s\"\n").contains("add webhook"));
     let hint = hint_of(
