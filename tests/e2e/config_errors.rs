@@ -92,7 +92,7 @@ const CASES: &[Case] = &[
         name: "store without kind",
         toml: Some("[services.a]\niam_user = \"u\"\nstores = [{ path = \"a.json\" }]\n"),
         args: &["list"],
-        expect: &["services.toml:3:", "missing field `kind`", "every store needs kind"],
+        expect: &["services.toml:3:", "missing field `kind`", "every store needs a kind"],
     },
     Case {
         name: "unknown file format gets a hint about the format",

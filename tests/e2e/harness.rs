@@ -798,3 +798,14 @@ fn read_request(stream: &mut TcpStream) -> Option<Received> {
         body,
     })
 }
+
+/// Everything a run showed its user, stdout then stderr: a failure's reason is in the
+/// summary on stdout, the run's own error on stderr.
+pub fn shown(out: &assert_cmd::assert::Assert) -> String {
+    let output = out.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

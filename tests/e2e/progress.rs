@@ -72,7 +72,7 @@ fn at_a_terminal_the_bar_shows_done_total_rotated_failed_and_elapsed_time() {
     let (screen, code) = at_a_terminal(
         &moto,
         dir.path(),
-        &format!("exec \"$CREDROT\" rotate --path {PATH} --concurrency 2"),
+        &format!("exec \"$CREDROT\" -v rotate --path {PATH} --concurrency 2"),
     );
     assert_eq!(code, 1, "three users fail:\n{screen}");
     let frames = bar_counts(&screen);
@@ -119,7 +119,7 @@ fn without_a_terminal_on_stdout_there_is_no_bar() {
     let (screen, code) = at_a_terminal(
         &moto,
         dir.path(),
-        &format!("exec \"$CREDROT\" rotate --path {PATH} --concurrency 2 > summary.txt"),
+        &format!("exec \"$CREDROT\" -v rotate --path {PATH} --concurrency 2 > summary.txt"),
     );
     assert_eq!(code, 1, "{screen}");
     assert!(

@@ -2,7 +2,7 @@
 //! (tests/fake-kube) for the cluster and moto for IAM and SSM.
 
 use crate::fake_http::{FakeServer, TestCa};
-use crate::harness::{key_of, read_json, write_key_file, Key, Moto};
+use crate::harness::{shown, key_of, read_json, write_key_file, Key, Moto};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -78,10 +78,6 @@ fn kube_store(extra: &str) -> String {
 
 fn write_config(dir: &Path, stores: &str) {
     crate::harness::write_pg_service(dir, USER, stores);
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).to_string()
 }
 
 #[test]
@@ -217,7 +213,7 @@ fn rolls_back(rule: Value, says: &str, after: impl Fn(&Cluster, &Key)) {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let err = stderr(&out);
+    let err = shown(&out);
     assert!(err.contains(says) && err.contains("rolled back"), "{err}");
     assert!(!err.contains(&old.secret) && !err.contains(TOKEN), "{err}");
     assert_eq!(
@@ -379,7 +375,7 @@ fn an_unauthorized_token_stops_the_user_before_any_iam_change() {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let err = stderr(&out);
+    let err = shown(&out);
     assert!(
         err.contains("401 Unauthorized") && !err.contains("wrong-token"),
         "{err}"
@@ -437,7 +433,7 @@ fn https_with_the_cluster_ca_and_a_client_certificate() {
         .args(["update", "pg", "--force"])
         .assert()
         .code(1);
-    let err = stderr(&out);
+    let err = shown(&out);
     assert!(err.contains("kubernetes:apps/aws-pg: cannot read"), "{err}");
     assert_eq!(cluster.key(SECRET), Some(new));
 }

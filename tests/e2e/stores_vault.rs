@@ -2,7 +2,7 @@
 //! (tests/fake-vault) and moto for IAM and SSM.
 
 use crate::fake_http::{FakeServer, TestCa};
-use crate::harness::{key_of, read_json, write_key_file, Key, Moto};
+use crate::harness::{shown, key_of, read_json, write_key_file, Key, Moto};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -44,10 +44,6 @@ fn seed(fake: &FakeServer, key: &Key) {
 
 fn write_config(dir: &Path, stores: &str) {
     crate::harness::write_pg_service(dir, USER, stores);
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).to_string()
 }
 
 #[test]
@@ -151,7 +147,7 @@ fn approle_login_and_a_token_file() {
         .args(["update", "pg", "--force"])
         .assert()
         .code(1);
-    assert!(stderr(&out).contains("no Vault token"), "{}", stderr(&out));
+    assert!(shown(&out).contains("no Vault token"), "{}", shown(&out));
     assert_eq!(moto.keys(USER), keys);
 }
 
@@ -175,7 +171,7 @@ fn rolls_back(rule: Value, says: &str, after: impl Fn(&FakeServer, &Key)) {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let err = stderr(&out);
+    let err = shown(&out);
     assert!(err.contains(says) && err.contains("rolled back"), "{err}");
     assert!(!err.contains(&old.secret) && !err.contains(TOKEN), "{err}");
     assert_eq!(key_of(&read_json(&dir.path().join("pg.json"))), old);
@@ -271,9 +267,9 @@ fn a_malformed_read_stops_the_user_before_any_iam_change() {
         .assert()
         .code(1);
     assert!(
-        stderr(&out).contains("not a KV v2 secret"),
+        shown(&out).contains("not a KV v2 secret"),
         "{}",
-        stderr(&out)
+        shown(&out)
     );
     moto.assert_only_key(USER, &old);
     assert!(versions(&fake).is_empty());
@@ -314,8 +310,8 @@ fn https_with_the_vault_ca() {
         .assert()
         .code(1);
     assert!(
-        stderr(&out).contains("vault:secret/aws/pg: cannot read"),
+        shown(&out).contains("vault:secret/aws/pg: cannot read"),
         "{}",
-        stderr(&out)
+        shown(&out)
     );
 }
