@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod break_glass;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -19,6 +20,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod http;
 mod logging;
+pub mod monitor;
 pub mod notify;
 pub mod output;
 pub mod policy;

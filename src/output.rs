@@ -76,6 +76,7 @@ pub fn write_service(
         "max_age:      {}",
         or_dash(service.policy.max_age.as_ref().map(|d| d.text.as_str()))
     )?;
+    crate::monitor::write_policy_lines(out, &service.policy)?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;
     for store in &service.stores {
@@ -328,6 +329,9 @@ pub fn write_status(
         }
     }
     writeln!(out, "{t}")?;
+    for s in statuses {
+        writeln!(out, "{}: policy {}", s.user, s.policy)?;
+    }
     for s in statuses {
         for reason in &s.reasons {
             writeln!(out, "{}: {reason}", s.user)?;

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             path,
             fail_on,
             unused_after,
+            alert,
             concurrency,
         } => {
             let config = load_config(global, path.is_none())?;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     services,
                     path: path.as_deref(),
                     fail_on: *fail_on,
+                    alert: *alert,
                     options: crate::status::StatusOptions {
                         unused_after: *unused_after,
                     },

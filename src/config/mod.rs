@@ -10,6 +10,7 @@
 
 mod conflicts;
 mod error;
+mod policies;
 mod raw;
 mod store;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod validate;
 
 pub use crate::duration::DurationSetting;
 pub use error::ConfigError;
+pub use policies::NamedPolicy;
 pub use store::{
     default_title, FileFormat, FileStoreConfig, OnePasswordConfig, SecretsManagerConfig, SsmConfig,
     StoreConfig,
@@ -148,6 +150,8 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     /// `[paths.NAME]`, by normalized IAM path.
     pub paths: BTreeMap<String, PathPolicy>,
+    /// `[policies.NAME]`, by name.
+    pub policies: BTreeMap<String, NamedPolicy>,
     /// `[audit]`, when present.
     pub audit: Option<AuditConfig>,
     /// `[notify]`, when present.
@@ -215,15 +219,16 @@ impl Config {
             }
             None => Defaults::default(),
         };
+        let policies = policies::check_policies(raw.policies, &defaults)?;
         let mut claims = Claims::new(locator);
         let mut services = BTreeMap::new();
         for (name, svc) in raw.services {
-            let service = check_service(&name, svc, &defaults, &base_dir, &mut claims)?;
+            let service = check_service(&name, svc, &defaults, &policies, &base_dir, &mut claims)?;
             services.insert(service.name.clone(), service);
         }
         let mut paths = BTreeMap::new();
         for (key, section) in raw.paths {
-            let policy = check_path(&key, section, &defaults, &base_dir, &claims)?;
+            let policy = check_path(&key, section, &defaults, &policies, &base_dir, &claims)?;
             if paths.contains_key(&policy.path) {
                 return Err(Problem::new(
                     key.span().start,
@@ -244,6 +249,7 @@ impl Config {
             defaults,
             services,
             paths,
+            policies,
             audit,
             notify,
         })
@@ -279,6 +285,7 @@ fn check_service(
     name: &Spanned<String>,
     svc: RawService,
     defaults: &Defaults,
+    named: &BTreeMap<String, NamedPolicy>,
     base_dir: &Path,
     claims: &mut Claims<'_>,
 ) -> Result<Service, Problem> {
@@ -292,10 +299,13 @@ fn check_service(
         ));
     }
     let user_offset = svc.iam_user.span().start;
-    let policy = svc
-        .policy()?
-        .resolve(&defaults.settings)
-        .map_err(|m| policy_problem(user_offset, m))?;
+    let policy = policies::resolve_section(
+        &svc.policy()?,
+        svc.policy.as_ref(),
+        named,
+        defaults,
+        user_offset,
+    )?;
     let iam_user = svc.iam_user.get_ref().clone();
     if !is_valid_iam_user_name(&iam_user) {
         return Err(Problem::new(
@@ -404,6 +414,7 @@ fn check_path(
     key: &Spanned<String>,
     section: RawPath,
     defaults: &Defaults,
+    named: &BTreeMap<String, NamedPolicy>,
     base_dir: &Path,
     claims: &Claims<'_>,
 ) -> Result<PathPolicy, Problem> {
@@ -415,10 +426,13 @@ fn check_path(
             "use printable ASCII without spaces, e.g. [paths.PSKServiceAccounts]",
         )
     })?;
-    let policy = section
-        .policy()?
-        .resolve(&defaults.settings)
-        .map_err(|m| policy_problem(offset, m))?;
+    let policy = policies::resolve_section(
+        &section.policy()?,
+        section.policy.as_ref(),
+        named,
+        defaults,
+        offset,
+    )?;
     let owner = format!("[paths.{}]", key.get_ref());
     let region = defaults.region.as_deref();
     let mut templates = Claims::new(claims.locator());

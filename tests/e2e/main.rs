@@ -20,6 +20,7 @@ mod fs_safety;
 mod generate;
 mod output_pipe;
 mod planner;
+mod policies;
 mod profile;
 mod rotate_path;
 mod rotate_profile;
