@@ -18,6 +18,7 @@ mod crash;
 mod faults;
 mod fs_safety;
 mod generate;
+mod monitoring;
 mod output_pipe;
 mod planner;
 mod policies;
