@@ -185,6 +185,12 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshKeyArgs,
     },
+    /// Emergency access to a privileged role, after approval by someone else (see docs/guide/break-glass.md)
+    BreakGlass {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::break_glass::cli::BreakGlassCommand,
+    },
     /// Work with the audit log
     Audit {
         /// What to do with it.

@@ -1,6 +1,7 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
 mod audit;
+mod break_glass;
 mod context;
 mod credential_process;
 mod exec;
@@ -112,6 +113,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             verify_timeout,
             ssh,
         } => rotate_profile::run(global, profile, *verify_timeout, ssh),
+        Command::BreakGlass { action } => {
+            let config = load_config(global, true)?;
+            break_glass::run(&config, global, action)
+        }
         Command::Audit {
             action: AuditCommand::Verify { path },
         } => audit::verify(global, path.as_deref(), || load_config(global, true)),

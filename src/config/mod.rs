@@ -8,6 +8,7 @@
 //! checks of single values, [`conflicts`] the checks across sections, and [`error`] the
 //! errors; this module turns the raw file into a [`Config`].
 
+mod break_glass;
 mod conflicts;
 mod error;
 mod policies;
@@ -18,6 +19,7 @@ mod tests;
 mod validate;
 
 pub use crate::duration::DurationSetting;
+pub use break_glass::{Approver, BreakGlassConfig};
 pub use error::ConfigError;
 pub use policies::NamedPolicy;
 pub use store::{
@@ -156,6 +158,8 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// `[notify]`, when present.
     pub notify: Option<NotifyConfig>,
+    /// `[break_glass]`, when present.
+    pub break_glass: Option<BreakGlassConfig>,
 }
 
 /// The longest `[notify] timeout`: a notice must not hold up the end of a run for long.
@@ -243,6 +247,7 @@ impl Config {
             .map(|a| validate::check_audit(a, &base_dir))
             .transpose()?;
         let notify = raw.notify.map(check_notify).transpose()?;
+        let break_glass = raw.break_glass.map(break_glass::check).transpose()?;
         Ok(Config {
             file: path.to_path_buf(),
             base_dir,
@@ -252,6 +257,7 @@ impl Config {
             policies,
             audit,
             notify,
+            break_glass,
         })
     }
 

@@ -163,4 +163,5 @@ pub(super) struct RawConfig {
     pub policies: BTreeMap<Spanned<String>, RawPolicy>,
     pub audit: Option<Spanned<RawAudit>>,
     pub notify: Option<RawNotify>,
+    pub break_glass: Option<Spanned<super::break_glass::RawBreakGlass>>,
 }
