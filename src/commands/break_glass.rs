@@ -60,7 +60,7 @@ pub(super) fn run(
         _ => None,
     };
     let rt = runtime()?;
-    let (result, step, id) = rt.block_on(async {
+    let result = rt.block_on(async {
         let aws = load_aws(config, global, None).await;
         let api = SdkBreakGlass::new(&aws);
         let bg = BreakGlass {
@@ -72,7 +72,7 @@ pub(super) fn run(
             BreakGlassCommand::List => {
                 let requests = bg.list().await?;
                 write_list(&requests, global.output)?;
-                return Ok::<_, Error>((None, "list", String::new()));
+                return Ok::<_, Error>(None);
             }
             BreakGlassCommand::Request { reason, duration } => (
                 "request",
@@ -107,13 +107,12 @@ pub(super) fn run(
                 eprintln!("credrot: error: {e}");
             }
         }
-        Ok((Some(result), step, id))
+        Ok(Some(result))
     })?;
     let Some(result) = result else {
         return Ok(());
     };
     let outcome = result?;
-    let _ = (step, id);
     if let Some(note) = &outcome.note {
         eprintln!("credrot: {note}");
     }

@@ -9,6 +9,7 @@ mod proxy;
 mod audit;
 mod bad_input;
 mod bench;
+mod break_glass;
 mod chaos;
 mod completions;
 mod concurrency;
