@@ -33,6 +33,7 @@ mod status;
 mod stores_aws;
 mod stores_onepassword;
 mod taskfile;
+mod taskfile_rotate;
 mod terraform;
 mod throttling;
 mod update;
