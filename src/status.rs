@@ -259,12 +259,24 @@ async fn fill(
         });
     }
     judge_age(target, &keys, current.as_ref(), now, status);
-    let tags = if keys.is_empty() {
-        Default::default()
-    } else {
+    // The tags say when credrot verified a key; they only matter for staged retirement and
+    // for a use close enough to a key's creation to be credrot's own check, so other users
+    // cost no iam:ListUserTags call (nor the permission).
+    let near_creation = keys.iter().zip(&uses).any(|(k, u)| {
+        u.as_ref()
+            .is_some_and(|u| u.date <= k.created + crate::rotation::OWN_VERIFICATION_WINDOW)
+    });
+    let tags = if target.policy.mode == Mode::Staged && !keys.is_empty() {
         iam.user_tags(&target.user)
             .await
             .map_err(|e| e.to_string())?
+    } else if near_creation {
+        iam.user_tags(&target.user).await.unwrap_or_else(|e| {
+            tracing::warn!(user = %target.user, "cannot read the user's tags ({e}): a use within 10 minutes of a key's creation is taken for credrot's own check");
+            Default::default()
+        })
+    } else {
+        Default::default()
     };
     let facts = UseFacts {
         keys: &keys,

@@ -33,6 +33,9 @@ pub trait BreakGlassAws: Send + Sync {
     /// Add a version to parameter `name` (`create`: only if it does not exist yet); the
     /// version number it got.
     async fn put_step(&self, name: &str, value: &str, create: bool) -> Result<i64, AwsError>;
+    /// Label version `version` of parameter `name` with `label`: SSM keeps the 100 newest
+    /// versions and drops older ones, except labelled ones.
+    async fn label(&self, name: &str, version: i64, label: &str) -> Result<(), AwsError>;
     /// Every version of parameter `name`.
     async fn history(&self, name: &str) -> Result<Vec<Version>, AwsError>;
     /// The names of the parameters directly under `prefix`.
@@ -99,6 +102,27 @@ impl BreakGlassAws for SdkBreakGlass {
             .await
             .map_err(|e| AwsError::from_sdk("ssm:PutParameter", e))?;
         Ok(out.version())
+    }
+
+    async fn label(&self, name: &str, version: i64, label: &str) -> Result<(), AwsError> {
+        let out = self
+            .ssm
+            .label_parameter_version()
+            .name(name)
+            .parameter_version(version)
+            .labels(label)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:LabelParameterVersion", e))?;
+        if !out.invalid_labels().is_empty() {
+            return Err(AwsError {
+                operation: "ssm:LabelParameterVersion",
+                code: None,
+                message: format!("label {label} was refused as invalid"),
+                kind: AwsErrorKind::Other,
+            });
+        }
+        Ok(())
     }
 
     async fn history(&self, name: &str) -> Result<Vec<Version>, AwsError> {

@@ -294,13 +294,21 @@ impl BreakGlass<'_> {
             approvals_needed: self.config.approvals_needed,
         };
         let parameter = self.parameter(&id);
-        self.aws
+        let version = self
+            .aws
             .put_step(
                 &parameter,
                 &serde_json::to_string(&step).expect("steps serialize"),
                 true,
             )
             .await?;
+        // Without the label SSM would drop the request itself after 100 more steps; with it,
+        // the 101st step is refused instead.
+        if let Err(e) = self.aws.label(&parameter, version, "request").await {
+            tracing::warn!(
+                "cannot label {parameter}:{version} as the request ({e}); after 100 steps SSM would drop it"
+            );
+        }
         let request = self.load(&id).await?;
         Ok(Outcome {
             request,

@@ -20,6 +20,7 @@ const ACCOUNT: &str = "123456789012";
 const PERSON_ACTIONS: &[&str] = &[
     "sts:GetCallerIdentity",
     "ssm:PutParameter",
+    "ssm:LabelParameterVersion",
     "ssm:GetParameterHistory",
     "ssm:GetParametersByPath",
     "iam:GetRole",
@@ -226,6 +227,7 @@ fn the_whole_flow_with_refusals_audit_and_webhook() {
     // character and becomes '_' in the tag, not in the request.
     let out = w.run(&w.alice, &["request", "--reason", "prod-db-down;INC-42"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("cannot label"), "{}", out.stderr);
     assert!(
         out.stderr.contains("MaxSessionDuration is 2h"),
         "max_duration (4h) is capped by the role: {}",
@@ -340,6 +342,23 @@ fn the_whole_flow_with_refusals_audit_and_webhook() {
         ]
     );
     assert_eq!(audit[0]["store"], format!("ssm:/ops/break-glass/{id}"));
+    // The request's own version is labelled, so SSM never drops it from the history.
+    let history = w
+        .moto
+        .rt
+        .block_on(
+            w.moto
+                .ssm()
+                .get_parameter_history()
+                .name(format!("/ops/break-glass/{id}"))
+                .send(),
+        )
+        .unwrap();
+    let first = &history.parameters()[0];
+    assert_eq!(
+        (first.version(), first.labels()),
+        (1, &["request".to_string()][..])
+    );
     assert_eq!(audit[0]["user"], "alice");
     assert_eq!(audit[6]["key_id"], creds["AccessKeyId"]);
     let notices = w.notices();
