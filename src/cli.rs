@@ -113,7 +113,8 @@ pub enum Command {
         rotation: RotationArgs,
     },
     /// Report each user's keys: age, last use, which store holds which key, and a verdict
-    /// (ok, unused, due, overdue, stuck, drift). Reads only.
+    /// (ok, unused, due, overdue, last-in-use, stuck, drift, broken, unexpected-use). Reads
+    /// only; --alert also POSTs the findings to the [notify] webhook.
     Status {
         /// Services to report [default: every service, unless --path is given]
         services: Vec<String>,
@@ -121,12 +122,15 @@ pub enum Command {
         /// services are then reported only when named too. No user there is exit 2
         #[arg(long, value_name = "PATH", value_parser = crate::config::parse_iam_path)]
         path: Option<String>,
-        /// Exit 3 when any user is at or past this verdict (order: ok, unused, due, overdue, stuck, drift)
+        /// Exit 3 when any user is at or past this verdict (order: ok, unused, due, overdue, last-in-use, stuck, drift, broken, unexpected-use)
         #[arg(long, value_enum, value_name = "VERDICT")]
         fail_on: Option<crate::status::Verdict>,
-        /// CURRENT unused for this long is reported as unused (1m to 3650d)
-        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = unused_after)]
-        unused_after: Duration,
+        /// A key unused for this long is reported as unused (1m to 3650d) [default: the policy's unused_after, 45d]
+        #[arg(long, value_name = "DURATION", value_parser = unused_after)]
+        unused_after: Option<Duration>,
+        /// POST the users with findings (at or past --fail-on, else any) to the [notify] webhook
+        #[arg(long)]
+        alert: bool,
         /// How many users are read at once, 1 to 256
         #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
@@ -194,6 +198,12 @@ pub enum Command {
         /// The SSH key, when the profile is encrypted.
         #[command(flatten)]
         ssh: SshKeyArgs,
+    },
+    /// Emergency access to a privileged role, after approval by someone else (see docs/guide/break-glass.md)
+    BreakGlass {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::break_glass::cli::BreakGlassCommand,
     },
     /// Work with the audit log
     Audit {

@@ -84,6 +84,12 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// `status --alert` could not deliver its alert.
+    #[error("could not send the status alert: {0}; the findings are on stdout")]
+    Alert(crate::notify::NotifyError),
+    /// A break-glass step was refused or failed.
+    #[error(transparent)]
+    BreakGlass(#[from] crate::break_glass::BreakGlassError),
     /// The audit log could not be written in full, or `audit verify` found it broken.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -121,6 +127,7 @@ impl Error {
             Error::Profile(e) if e.is_usage() => EXIT_USAGE,
             Error::Session(e) if e.is_usage() => EXIT_USAGE,
             Error::SelfRotation(e) if e.is_usage() => EXIT_USAGE,
+            Error::BreakGlass(e) if e.is_usage() => EXIT_USAGE,
             // A command that does not exist is a mistake on the command line.
             Error::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 EXIT_USAGE
@@ -136,6 +143,8 @@ impl Error {
             | Error::SelfRotation(_)
             | Error::Exec { .. }
             | Error::Audit(_)
+            | Error::Alert(_)
+            | Error::BreakGlass(_)
             | Error::SecretOutput(_)
             | Error::Output(_) => EXIT_FAILURE,
         }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod break_glass;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod hooks;
 pub mod http;
 pub mod kube;
 mod logging;
+pub mod monitor;
 pub mod notify;
 pub mod output;
 pub mod policy;

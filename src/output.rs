@@ -115,18 +115,7 @@ pub fn write_service(
         "max_age:      {}",
         or_dash(service.policy.max_age.as_ref().map(|d| d.text.as_str()))
     )?;
-    writeln!(
-        out,
-        "rotate_after: {}",
-        service
-            .policy
-            .rotate_after
-            .as_ref()
-            .map(|d| d.text.clone())
-            .unwrap_or_else(|| "- (every run rotates)".into())
-    )?;
-    let mode = serde_json::to_value(service.policy.mode).expect("modes serialize");
-    writeln!(out, "mode:         {}", mode.as_str().unwrap_or_default())?;
+    crate::monitor::write_policy_lines(out, &service.policy)?;
     writeln!(out, "region:       {}", or_dash(service.region.as_deref()))?;
     writeln!(out, "stores:")?;
     let values = templates_of(service);
@@ -408,6 +397,9 @@ pub fn write_status(
         }
     }
     writeln!(out, "{t}")?;
+    for s in statuses {
+        writeln!(out, "{}: policy {}", s.user, s.policy)?;
+    }
     for s in statuses {
         for reason in &s.reasons {
             writeln!(out, "{}: {reason}", s.user)?;

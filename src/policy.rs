@@ -32,11 +32,22 @@ pub struct PolicySettings {
     pub grace: Option<DurationSetting>,
     /// `max_wait`
     pub max_wait: Option<DurationSetting>,
+    /// `unused_after`
+    pub unused_after: Option<DurationSetting>,
+    /// `pickup_within`
+    pub pickup_within: Option<DurationSetting>,
+    /// `expect_regions`
+    pub expect_regions: Option<Vec<String>>,
+    /// `expect_services`
+    pub expect_services: Option<Vec<String>>,
 }
 
 /// The effective policy of one service or path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RotationPolicy {
+    /// The `[policies.NAME]` the section selected with `policy = "NAME"`, if any.
+    #[serde(rename = "policy", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Longest any key may live.
     pub max_age: Option<DurationSetting>,
     /// A user is rotated once its CURRENT key is older than this; none: every run rotates.
@@ -52,6 +63,16 @@ pub struct RotationPolicy {
     pub grace: DurationSetting,
     /// Staged: how long to wait for the old key to go quiet before reporting it stuck.
     pub max_wait: DurationSetting,
+    /// `status`: an Active key unused this long is reported `unused` (CIS 1.12, Security
+    /// Hub IAM.8 use 45 days).
+    pub unused_after: DurationSetting,
+    /// `status`: the LAST key still used this long after its successor was created means a
+    /// consumer never picked the new key up.
+    pub pickup_within: DurationSetting,
+    /// `status`: the regions a key may be used from; empty: any.
+    pub expect_regions: Vec<String>,
+    /// `status`: the AWS services a key may call; empty: any.
+    pub expect_services: Vec<String>,
 }
 
 fn fixed(text: &str) -> DurationSetting {
@@ -67,6 +88,26 @@ impl Default for RotationPolicy {
 }
 
 impl PolicySettings {
+    /// These settings, each unset one taken from `fallback` (a section over its named
+    /// policy).
+    pub fn or(&self, fallback: &PolicySettings) -> PolicySettings {
+        fn pick<T: Clone>(own: &Option<T>, other: &Option<T>) -> Option<T> {
+            own.clone().or_else(|| other.clone())
+        }
+        PolicySettings {
+            max_age: pick(&self.max_age, &fallback.max_age),
+            rotate_after: pick(&self.rotate_after, &fallback.rotate_after),
+            mode: self.mode.or(fallback.mode),
+            quiet_period: pick(&self.quiet_period, &fallback.quiet_period),
+            grace: pick(&self.grace, &fallback.grace),
+            max_wait: pick(&self.max_wait, &fallback.max_wait),
+            unused_after: pick(&self.unused_after, &fallback.unused_after),
+            pickup_within: pick(&self.pickup_within, &fallback.pickup_within),
+            expect_regions: pick(&self.expect_regions, &fallback.expect_regions),
+            expect_services: pick(&self.expect_services, &fallback.expect_services),
+        }
+    }
+
     /// This section's settings over `defaults`; the error says what is inconsistent.
     pub fn resolve(&self, defaults: &PolicySettings) -> Result<RotationPolicy, String> {
         let pick = |own: &Option<DurationSetting>, fallback: &Option<DurationSetting>| {
@@ -97,6 +138,7 @@ impl PolicySettings {
             }
         }
         Ok(RotationPolicy {
+            name: None,
             max_age,
             rotate_after,
             mode: self.mode.or(defaults.mode).unwrap_or_default(),
@@ -104,6 +146,20 @@ impl PolicySettings {
                 .unwrap_or_else(|| fixed("1h")),
             grace: pick(&self.grace, &defaults.grace).unwrap_or_else(|| fixed("7d")),
             max_wait: pick(&self.max_wait, &defaults.max_wait).unwrap_or_else(|| fixed("7d")),
+            unused_after: pick(&self.unused_after, &defaults.unused_after)
+                .unwrap_or_else(|| fixed("45d")),
+            pickup_within: pick(&self.pickup_within, &defaults.pickup_within)
+                .unwrap_or_else(|| fixed("1d")),
+            expect_regions: self
+                .expect_regions
+                .clone()
+                .or_else(|| defaults.expect_regions.clone())
+                .unwrap_or_default(),
+            expect_services: self
+                .expect_services
+                .clone()
+                .or_else(|| defaults.expect_services.clone())
+                .unwrap_or_default(),
         })
     }
 }
@@ -141,6 +197,36 @@ mod tests {
         let policy = own.resolve(&defaults).unwrap();
         assert_eq!(policy.max_age.unwrap().text, "10d");
         assert_eq!(policy.mode, Mode::Staged);
+    }
+
+    #[test]
+    fn a_named_policy_sits_between_the_section_and_the_defaults() {
+        let defaults = PolicySettings {
+            max_age: Some(fixed("90d")),
+            grace: Some(fixed("3d")),
+            unused_after: Some(fixed("60d")),
+            ..Default::default()
+        };
+        let named = PolicySettings {
+            max_age: Some(fixed("30d")),
+            expect_regions: Some(vec!["eu-west-1".into()]),
+            unused_after: Some(fixed("20d")),
+            ..Default::default()
+        };
+        let own = PolicySettings {
+            unused_after: Some(fixed("10d")),
+            ..Default::default()
+        };
+        let policy = own.or(&named).resolve(&defaults).unwrap();
+        assert_eq!(policy.max_age.unwrap().text, "30d");
+        assert_eq!(policy.grace.text, "3d");
+        assert_eq!(policy.unused_after.text, "10d");
+        assert_eq!(policy.expect_regions, vec!["eu-west-1".to_string()]);
+        let plain = PolicySettings::default()
+            .resolve(&PolicySettings::default())
+            .unwrap();
+        assert_eq!(plain.unused_after.value, Duration::from_secs(45 * 86400));
+        assert!(plain.expect_services.is_empty());
     }
 
     #[test]

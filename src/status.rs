@@ -2,10 +2,11 @@
 //! changing anything: age, last use, which store hands out which key, and a verdict.
 
 use crate::aws::{AwsError, AwsErrorKind, IamApi, KeyMeta, KeyUse};
+pub use crate::monitor::Finding;
+use crate::monitor::{UseFacts, MAX_AGE_CONTROLS};
 use crate::policy::Mode;
 use crate::rotation::{
-    current_key, decide_retirement, is_own_verification, RetireFacts, Retirement, Target,
-    DEACTIVATED_TAG, VERIFIED_TAG,
+    current_key, decide_retirement, RetireFacts, Retirement, Target, DEACTIVATED_TAG, VERIFIED_TAG,
 };
 use crate::store::Holding;
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub enum Verdict {
     Due,
     /// A key is past `max_age`.
     Overdue,
+    /// The LAST key is still used `pickup_within` after its successor was created.
+    LastInUse,
     /// Staged retirement waits on an old key that is still in use, past `max_wait`.
     Stuck,
     /// A store hands out a key that is not CURRENT, or holds none.
@@ -31,6 +34,9 @@ pub enum Verdict {
     /// A store hands out a pair no consumer can use (the id of one key beside the secret of
     /// another, after an interrupted write); the next run repairs it.
     Broken,
+    /// A key was used from a region or called a service outside `expect_regions` /
+    /// `expect_services`.
+    UnexpectedUse,
     /// The user's state could not be read.
     #[value(skip)]
     Error,
@@ -87,17 +93,21 @@ pub struct UserStatus {
     pub keys: Vec<KeyStatus>,
     /// What each store hands out.
     pub stores: Vec<StoreStatus>,
+    /// The policy in force: its name (or `[defaults]`) and main keys.
+    pub policy: String,
     /// The worst verdict that applies.
     pub verdict: Verdict,
     /// Why, one line per finding.
     pub reasons: Vec<String>,
+    /// The findings, with the verdict, key and compliance control of each.
+    pub findings: Vec<Finding>,
 }
 
 /// Status thresholds that are not part of the rotation policy.
 #[derive(Debug, Clone, Copy)]
 pub struct StatusOptions {
-    /// CURRENT unused for this long is reported `unused`.
-    pub unused_after: Duration,
+    /// A key unused for this long is reported `unused`; none: the policy's `unused_after`.
+    pub unused_after: Option<Duration>,
 }
 
 fn days(d: Duration) -> u64 {
@@ -115,19 +125,33 @@ pub async fn user_status(iam: &dyn IamApi, target: &Target, options: StatusOptio
         service: target.service.clone(),
         keys: Vec::new(),
         stores: Vec::new(),
+        policy: crate::monitor::policy_summary(&target.policy),
         verdict: Verdict::Ok,
         reasons: Vec::new(),
+        findings: Vec::new(),
     };
     if let Err(reason) = fill(iam, target, options, &mut status).await {
-        status.verdict = Verdict::Error;
-        status.reasons.push(reason);
+        flag(&mut status, Verdict::Error, reason);
     }
     status
 }
 
 fn flag(status: &mut UserStatus, verdict: Verdict, reason: String) {
-    status.verdict = status.verdict.max(verdict);
-    status.reasons.push(reason);
+    add(
+        status,
+        Finding {
+            verdict,
+            key_id: None,
+            control: None,
+            message: reason,
+        },
+    );
+}
+
+fn add(status: &mut UserStatus, finding: Finding) {
+    status.verdict = status.verdict.max(finding.verdict);
+    status.reasons.push(finding.reason());
+    status.findings.push(finding);
 }
 
 async fn fill(
@@ -235,14 +259,39 @@ async fn fill(
         });
     }
     judge_age(target, &keys, current.as_ref(), now, status);
+    // The tags say when credrot verified a key; they only matter for staged retirement and
+    // for a use close enough to a key's creation to be credrot's own check, so other users
+    // cost no iam:ListUserTags call (nor the permission).
+    let near_creation = keys.iter().zip(&uses).any(|(k, u)| {
+        u.as_ref()
+            .is_some_and(|u| u.date <= k.created + crate::rotation::OWN_VERIFICATION_WINDOW)
+    });
+    let tags = if target.policy.mode == Mode::Staged && !keys.is_empty() {
+        iam.user_tags(&target.user)
+            .await
+            .map_err(|e| e.to_string())?
+    } else if near_creation {
+        iam.user_tags(&target.user).await.unwrap_or_else(|e| {
+            tracing::warn!(user = %target.user, "cannot read the user's tags ({e}): a use within 10 minutes of a key's creation is taken for credrot's own check");
+            Default::default()
+        })
+    } else {
+        Default::default()
+    };
+    let facts = UseFacts {
+        keys: &keys,
+        uses: &uses,
+        current: current.as_ref(),
+        tags: &tags,
+        unused_after: options.unused_after,
+        now,
+    };
+    for finding in crate::monitor::judge_use(&facts, &target.policy) {
+        add(status, finding);
+    }
     if let Some(c) = &current {
-        let usage = keys
-            .iter()
-            .position(|k| k.id == c.id)
-            .and_then(|i| uses[i].as_ref());
-        judge_use(c, usage, options, now, status);
         if target.policy.mode == Mode::Staged {
-            judge_staged(iam, target, &keys, c, &uses, now, status).await?;
+            judge_staged(target, &keys, c, &uses, &tags, now, status);
         }
     } else {
         flag(
@@ -264,15 +313,19 @@ fn judge_age(
     let age = |k: &KeyMeta| now.duration_since(k.created).unwrap_or_default();
     if let Some(max) = &target.policy.max_age {
         for key in keys.iter().filter(|k| age(k) > max.value) {
-            flag(
+            add(
                 status,
-                Verdict::Overdue,
-                format!(
-                    "{} is {} old, past max_age ({})",
-                    key.id,
-                    crate::duration::human(age(key)),
-                    max.text
-                ),
+                Finding {
+                    verdict: Verdict::Overdue,
+                    key_id: Some(key.id.clone()),
+                    control: Some(MAX_AGE_CONTROLS),
+                    message: format!(
+                        "{} is {} old, past max_age ({})",
+                        key.id,
+                        crate::duration::human(age(key)),
+                        max.text
+                    ),
+                },
             );
         }
     }
@@ -287,45 +340,18 @@ fn judge_age(
     }
 }
 
-fn judge_use(
-    current: &KeyMeta,
-    usage: Option<&KeyUse>,
-    options: StatusOptions,
-    now: SystemTime,
-    status: &mut UserStatus,
-) {
-    // credrot's own verification right after creation is not a use by the service.
-    let usage = usage.filter(|u| !is_own_verification(current.created, None, u));
-    let since = usage.map(|u| u.date).unwrap_or(current.created);
-    if now.duration_since(since).unwrap_or_default() > options.unused_after {
-        flag(
-            status,
-            Verdict::Unused,
-            format!(
-                "CURRENT {} has not been used for {} (--unused-after)",
-                current.id,
-                crate::duration::human(options.unused_after)
-            ),
-        );
-    }
-}
-
-async fn judge_staged(
-    iam: &dyn IamApi,
+fn judge_staged(
     target: &Target,
     keys: &[KeyMeta],
     current: &KeyMeta,
     uses: &[Option<KeyUse>],
+    tags: &std::collections::BTreeMap<String, String>,
     now: SystemTime,
     status: &mut UserStatus,
-) -> Result<(), String> {
+) {
     let Some(old_index) = keys.iter().position(|k| k.id != current.id) else {
-        return Ok(());
+        return;
     };
-    let tags = iam
-        .user_tags(&target.user)
-        .await
-        .map_err(|e| e.to_string())?;
     let tag_time = |prefix: &str, id: &str| {
         tags.get(&format!("{prefix}{id}"))
             .and_then(|v| crate::rotation::parse_tag_time(v))
@@ -344,7 +370,6 @@ async fn judge_staged(
     if let Retirement::Stuck(reason) = decide_retirement(&facts, &target.policy) {
         flag(status, Verdict::Stuck, reason);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -357,5 +382,7 @@ mod tests {
         assert!(Verdict::Due < Verdict::Overdue);
         assert!(Verdict::Overdue < Verdict::Stuck);
         assert!(Verdict::Stuck < Verdict::Drift);
+        assert!(Verdict::Overdue < Verdict::LastInUse);
+        assert!(Verdict::Broken < Verdict::UnexpectedUse);
     }
 }

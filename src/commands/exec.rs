@@ -18,6 +18,15 @@ pub(super) fn run(
         .split_first()
         .ok_or_else(|| Error::Usage("exec needs a COMMAND to run".into()))?;
     let credentials = obtain(global, args)?;
+    exec_with(program, arguments, &credentials)
+}
+
+/// Replace credrot by `program` with `credentials` in its environment.
+pub(super) fn exec_with(
+    program: &std::ffi::OsStr,
+    arguments: &[OsString],
+    credentials: &session::TemporaryCredentials,
+) -> Result<(), Error> {
     let mut child = std::process::Command::new(program);
     child.args(arguments);
     // A profile variable next to the credentials would make some tools pick the profile,
@@ -26,7 +35,7 @@ pub(super) fn run(
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_DEFAULT_PROFILE")
         .env_remove(crate::profile::PASSPHRASE_ENV);
-    child.envs(session::env_vars(&credentials));
+    child.envs(session::env_vars(credentials));
     let source = child.exec();
     Err(Error::Exec {
         program: program.to_string_lossy().into_owned(),

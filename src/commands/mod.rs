@@ -1,6 +1,7 @@
 //! One small module per subcommand: glue between the parsed command line and the library.
 
 mod audit;
+mod break_glass;
 mod context;
 mod credential_process;
 mod exec;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             path,
             fail_on,
             unused_after,
+            alert,
             concurrency,
         } => {
             let config = load_config(global, path.is_none())?;
@@ -62,6 +64,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     services,
                     path: path.as_deref(),
                     fail_on: *fail_on,
+                    alert: *alert,
                     options: crate::status::StatusOptions {
                         unused_after: *unused_after,
                     },
@@ -111,6 +114,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             verify_timeout,
             ssh,
         } => rotate_profile::run(global, profile, *verify_timeout, ssh),
+        Command::BreakGlass { action } => {
+            let config = load_config(global, true)?;
+            break_glass::run(&config, global, action)
+        }
         Command::Audit {
             action: AuditCommand::Verify { path },
         } => audit::verify(global, path.as_deref(), || load_config(global, true)),

@@ -20,6 +20,8 @@ pub struct StatusRequest<'a> {
     pub path: Option<&'a str>,
     /// Exit 3 when any user is at or past this verdict.
     pub fail_on: Option<Verdict>,
+    /// POST the findings to the `[notify]` webhook.
+    pub alert: bool,
     /// Thresholds.
     pub options: StatusOptions,
     /// Users read at once.
@@ -38,6 +40,12 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
         .iter()
         .map(|name| config.service(name))
         .collect::<Result<Vec<_>, _>>()?;
+    if request.alert && config.notify.is_none() {
+        return Err(Error::Usage(format!(
+            "--alert needs a [notify] webhook in {}; add [notify] webhook = \"https://host/path\"",
+            config.file.display()
+        )));
+    }
     let statuses = runtime()?.block_on(async {
         let aws = load_aws(config, global, None).await?;
         let mut targets: Vec<Target> = services
@@ -78,6 +86,15 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
         Ok::<_, Error>(statuses)
     })?;
     output::write_status(&mut std::io::stdout().lock(), &statuses, global.output)?;
+    if let (true, Some(notify)) = (request.alert, &config.notify) {
+        runtime()?
+            .block_on(crate::monitor::send_alert(
+                notify,
+                &statuses,
+                request.fail_on,
+            ))
+            .map_err(Error::Alert)?;
+    }
     let errors = statuses
         .iter()
         .filter(|s| s.verdict == Verdict::Error)

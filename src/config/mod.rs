@@ -8,10 +8,12 @@
 //! checks of single values, [`conflicts`] the checks across sections, and [`error`] the
 //! errors; this module turns the raw file into a [`Config`].
 
+mod break_glass;
 mod conflicts;
 mod error;
 mod hooks;
 mod kubernetes;
+mod policies;
 mod raw;
 mod store;
 #[cfg(test)]
@@ -20,9 +22,11 @@ mod validate;
 mod vault;
 
 pub use crate::duration::DurationSetting;
+pub use break_glass::{Approver, BreakGlassConfig};
 pub use error::ConfigError;
 pub use hooks::{CommandHook, Hook, RestartHook, SignalHook, WorkloadKind, DEFAULT_HOOK_TIMEOUT};
 pub use kubernetes::{is_dns_subdomain, store_timeout, KubeConnection, KubernetesConfig};
+pub use policies::NamedPolicy;
 pub use store::{
     default_title, AzureKeyVaultConfig, FileFormat, FileStoreConfig, GcpSecretManagerConfig,
     GithubConfig, GithubVisibility, OldVersions, OnePasswordConfig, SecretsManagerConfig,
@@ -161,10 +165,14 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     /// `[paths.NAME]`, by normalized IAM path.
     pub paths: BTreeMap<String, PathPolicy>,
+    /// `[policies.NAME]`, by name.
+    pub policies: BTreeMap<String, NamedPolicy>,
     /// `[audit]`, when present.
     pub audit: Option<AuditConfig>,
     /// `[notify]`, when present.
     pub notify: Option<NotifyConfig>,
+    /// `[break_glass]`, when present.
+    pub break_glass: Option<BreakGlassConfig>,
 }
 
 /// The longest `[notify] timeout`: a notice must not hold up the end of a run for long.
@@ -173,7 +181,11 @@ const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Policy errors that combine keys are reported at the section's first line: the keys may
 /// come from `[defaults]` or the section itself.
 fn policy_problem(offset: usize, message: String) -> Problem {
-    Problem::new(offset, message, "see 'Rotation policy and schedule' in docs/guide/rotation-and-staged-retirement.md")
+    Problem::new(
+        offset,
+        message,
+        "see 'Rotation policy and schedule' in docs/guide/rotation-and-staged-retirement.md",
+    )
 }
 
 impl Config {
@@ -228,15 +240,16 @@ impl Config {
             }
             None => Defaults::default(),
         };
+        let policies = policies::check_policies(raw.policies, &defaults)?;
         let mut claims = Claims::new(locator);
         let mut services = BTreeMap::new();
         for (name, svc) in raw.services {
-            let service = check_service(&name, svc, &defaults, &base_dir, &mut claims)?;
+            let service = check_service(&name, svc, &defaults, &policies, &base_dir, &mut claims)?;
             services.insert(service.name.clone(), service);
         }
         let mut paths = BTreeMap::new();
         for (key, section) in raw.paths {
-            let policy = check_path(&key, section, &defaults, &base_dir, &claims)?;
+            let policy = check_path(&key, section, &defaults, &policies, &base_dir, &claims)?;
             if paths.contains_key(&policy.path) {
                 return Err(Problem::new(
                     key.span().start,
@@ -251,14 +264,17 @@ impl Config {
             .map(|a| validate::check_audit(a, &base_dir))
             .transpose()?;
         let notify = raw.notify.map(check_notify).transpose()?;
+        let break_glass = raw.break_glass.map(break_glass::check).transpose()?;
         Ok(Config {
             file: path.to_path_buf(),
             base_dir,
             defaults,
             services,
             paths,
+            policies,
             audit,
             notify,
+            break_glass,
         })
     }
 
@@ -292,6 +308,7 @@ fn check_service(
     name: &Spanned<String>,
     svc: RawService,
     defaults: &Defaults,
+    named: &BTreeMap<String, NamedPolicy>,
     base_dir: &Path,
     claims: &mut Claims<'_>,
 ) -> Result<Service, Problem> {
@@ -305,10 +322,13 @@ fn check_service(
         ));
     }
     let user_offset = svc.iam_user.span().start;
-    let policy = svc
-        .policy()?
-        .resolve(&defaults.settings)
-        .map_err(|m| policy_problem(user_offset, m))?;
+    let policy = policies::resolve_section(
+        &svc.policy()?,
+        svc.policy.as_ref(),
+        named,
+        defaults,
+        user_offset,
+    )?;
     let iam_user = svc.iam_user.get_ref().clone();
     if !is_valid_iam_user_name(&iam_user) {
         return Err(Problem::new(
@@ -419,6 +439,7 @@ fn check_path(
     key: &Spanned<String>,
     section: RawPath,
     defaults: &Defaults,
+    named: &BTreeMap<String, NamedPolicy>,
     base_dir: &Path,
     claims: &Claims<'_>,
 ) -> Result<PathPolicy, Problem> {
@@ -430,10 +451,13 @@ fn check_path(
             "use printable ASCII without spaces, e.g. [paths.PSKServiceAccounts]",
         )
     })?;
-    let policy = section
-        .policy()?
-        .resolve(&defaults.settings)
-        .map_err(|m| policy_problem(offset, m))?;
+    let policy = policies::resolve_section(
+        &section.policy()?,
+        section.policy.as_ref(),
+        named,
+        defaults,
+        offset,
+    )?;
     let owner = format!("[paths.{}]", key.get_ref());
     let region = defaults.region.as_deref();
     let mut templates = Claims::new(claims.locator());

@@ -30,6 +30,40 @@ pub(super) fn duration(
         .transpose()
 }
 
+/// Parse a list of region or service names: lower-case letters, digits and `-`, at least
+/// one name; the error points at the list.
+pub(super) fn names(
+    name: &str,
+    value: &Option<Spanned<Vec<String>>>,
+    example: &str,
+) -> Result<Option<Vec<String>>, Problem> {
+    let Some(list) = value else {
+        return Ok(None);
+    };
+    let problem = |message: String| {
+        Problem::new(
+            list.span().start,
+            message,
+            format!("each entry is {example}"),
+        )
+    };
+    if list.get_ref().is_empty() {
+        return Err(problem(format!(
+            "{name} is empty, which no use could match; leave it out to allow any"
+        )));
+    }
+    for entry in list.get_ref() {
+        let ok = !entry.is_empty()
+            && entry
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(problem(format!("{name}: '{entry}' is not a usable name")));
+        }
+    }
+    Ok(Some(list.get_ref().clone()))
+}
+
 /// Declares a raw section struct that, besides its own fields, accepts the policy keys that
 /// every section shares, so that each section rejects unknown keys without repeating them.
 macro_rules! section_with_policy {
@@ -45,6 +79,10 @@ macro_rules! section_with_policy {
             pub quiet_period: Option<Spanned<String>>,
             pub grace: Option<Spanned<String>>,
             pub max_wait: Option<Spanned<String>>,
+            pub unused_after: Option<Spanned<String>>,
+            pub pickup_within: Option<Spanned<String>>,
+            pub expect_regions: Option<Spanned<Vec<String>>>,
+            pub expect_services: Option<Spanned<Vec<String>>>,
         }
 
         impl $name {
@@ -57,6 +95,10 @@ macro_rules! section_with_policy {
                     quiet_period: duration("quiet_period", &self.quiet_period)?,
                     grace: duration("grace", &self.grace)?,
                     max_wait: duration("max_wait", &self.max_wait)?,
+                    unused_after: duration("unused_after", &self.unused_after)?,
+                    pickup_within: duration("pickup_within", &self.pickup_within)?,
+                    expect_regions: names("expect_regions", &self.expect_regions, "a region such as \"eu-west-1\"")?,
+                    expect_services: names("expect_services", &self.expect_services, "a service name as IAM reports it, such as \"s3\" or \"sts\"")?,
                 })
             }
         }
@@ -81,6 +123,7 @@ section_with_policy!(RawService {
     stores: Vec<Spanned<StoreConfig>>,
     #[serde(default)]
     after_rotate: Vec<Spanned<RawHook>>,
+    policy: Option<Spanned<String>>,
 });
 
 section_with_policy!(RawPath {
@@ -88,6 +131,11 @@ section_with_policy!(RawPath {
     stores: Vec<Spanned<StoreConfig>>,
     #[serde(default)]
     after_rotate: Vec<Spanned<RawHook>>,
+    policy: Option<Spanned<String>>,
+});
+
+section_with_policy!(RawPolicy {
+    description: Option<String>,
 });
 
 /// `[audit]` as written.
@@ -116,6 +164,9 @@ pub(super) struct RawConfig {
     pub services: BTreeMap<Spanned<String>, RawService>,
     #[serde(default)]
     pub paths: BTreeMap<Spanned<String>, RawPath>,
+    #[serde(default)]
+    pub policies: BTreeMap<Spanned<String>, RawPolicy>,
     pub audit: Option<Spanned<RawAudit>>,
     pub notify: Option<RawNotify>,
+    pub break_glass: Option<Spanned<super::break_glass::RawBreakGlass>>,
 }

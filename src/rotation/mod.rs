@@ -18,5 +18,5 @@ pub use planner::{current as current_key, Plan, PlanError, Step, MAX_KEYS};
 pub use report::{HookReport, KeyView, Outcome, UserReport};
 pub use retire::{
     decide as decide_retirement, is_own_verification, parse_tag_time, RetireFacts, Retirement,
-    DEACTIVATED_TAG, VERIFIED_TAG,
+    DEACTIVATED_TAG, OWN_VERIFICATION_WINDOW, VERIFIED_TAG,
 };

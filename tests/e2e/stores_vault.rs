@@ -2,7 +2,7 @@
 //! (tests/fake-vault) and moto for IAM and SSM.
 
 use crate::fake_http::{FakeServer, TestCa};
-use crate::harness::{shown, key_of, read_json, write_key_file, Key, Moto};
+use crate::harness::{key_of, read_json, shown, write_key_file, Key, Moto};
 use serde_json::{json, Value};
 use std::path::Path;
 

@@ -8,14 +8,14 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
 /// The repository root, where Taskfile.yml is.
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `task` in the repository root, running the credrot binary under test, with the machine's
 /// AWS configuration and any ambient CREDROT/CREDROT_CONFIG kept out. Fails (does not skip)
 /// when go-task is not installed.
-fn task(dir: &Path) -> Command {
+pub(crate) fn task(dir: &Path) -> Command {
     let found = std::process::Command::new(test_tool("task"))
         .arg("--version")
         .output();
@@ -60,7 +60,7 @@ fn task(dir: &Path) -> Command {
 
 /// `task` signing as the moto admin. The tests pass `--endpoint-url` after `--` to prove the
 /// pass-through; AWS_ENDPOINT_URL is the safety net that keeps a broken Taskfile on moto.
-fn task_against(moto: &Moto, dir: &Path) -> Command {
+pub(crate) fn task_against(moto: &Moto, dir: &Path) -> Command {
     let mut cmd = task(dir);
     cmd.env("AWS_ACCESS_KEY_ID", &moto.admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
@@ -68,13 +68,13 @@ fn task_against(moto: &Moto, dir: &Path) -> Command {
     cmd
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-fn run(cmd: &mut Command) -> Run {
+pub(crate) fn run(cmd: &mut Command) -> Run {
     let out = cmd.output().unwrap();
     Run {
         code: out.status.code(),
@@ -93,7 +93,7 @@ impl std::fmt::Display for Run {
     }
 }
 
-const SERVICES_TOML: &str = r#"
+pub(crate) const SERVICES_TOML: &str = r#"
 [services.postgresql]
 description = "PostgreSQL S3 backups"
 iam_user = "postgresql-backup"
@@ -117,7 +117,7 @@ format = "env"
 stores = [{ kind = "file", path = "secrets/psk/{user}.json" }]
 "#;
 
-fn config_dir() -> tempfile::TempDir {
+pub(crate) fn config_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("services.toml"), SERVICES_TOML).unwrap();
     dir

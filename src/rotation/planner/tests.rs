@@ -77,6 +77,7 @@ fn policy(rotate_after_days: u64, mode: Mode) -> RotationPolicy {
         quiet_period: days(1),
         grace: days(2),
         max_wait: days(30),
+        ..RotationPolicy::default()
     }
 }
 
