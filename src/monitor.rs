@@ -68,9 +68,6 @@ pub struct UseFacts<'a> {
     pub now: SystemTime,
 }
 
-fn days(d: Duration) -> u64 {
-    d.as_secs() / 86_400
-}
 
 fn when(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -109,9 +106,9 @@ pub fn judge_use(facts: &UseFacts<'_>, policy: &RotationPolicy) -> Vec<Finding> 
                 key_id: Some(key.id.clone()),
                 control: Some(UNUSED_CONTROLS),
                 message: format!(
-                    "{role} {} has not been used for {} days (unused_after {unused_text}){}",
+                    "{role} {} has not been used for {} (unused_after {unused_text}){}",
                     key.id,
-                    days(facts.now.duration_since(since).unwrap_or_default()),
+                    crate::duration::human(facts.now.duration_since(since).unwrap_or_default()),
                     if usage.is_none() { ", never used" } else { "" }
                 ),
             });

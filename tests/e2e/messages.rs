@@ -102,7 +102,7 @@ fn durations_and_counts_read_as_words() {
         stdout.contains(" is 100d old, past max_age (90d)"),
         "{stdout}"
     );
-    assert!(stdout.contains("has not been used for 30d"), "{stdout}");
+    assert!(stdout.contains("has not been used for 100d"), "{stdout}");
     assert!(!stdout.contains("days"), "{stdout}");
     assert!(stderr.contains("1 user is overdue or worse"), "{stderr}");
 }
