@@ -68,7 +68,6 @@ pub struct UseFacts<'a> {
     pub now: SystemTime,
 }
 
-
 fn when(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -192,17 +192,6 @@ impl AzureStore {
         Api::expect(response, ok)
     }
 
-    fn fail(
-        &self,
-        action: &'static str,
-        call: &str,
-        err: &CallError,
-        key: Option<&AccessKey>,
-    ) -> StoreError {
-        let redact: Vec<&str> = key.map(|k| k.expose()).into_iter().collect();
-        rest::store_error(self.location(), action, call, err, &redact)
-    }
-
     /// The newest version: `Ok(None)` when there is none or it is disabled.
     async fn current(&self) -> Result<Option<Bundle>, CallError> {
         let response = self.call(Method::GET, None, None, &[200, 403, 404]).await?;
@@ -273,7 +262,7 @@ impl SecretStore for AzureStore {
         let current = self
             .current()
             .await
-            .map_err(|e| self.fail("read", "GET secret", &e, None))?;
+            .map_err(|e| rest::fail(self, "read", "GET secret", &e, None))?;
         let Some(bundle) = current else {
             return Ok(Holding::Empty);
         };
@@ -300,7 +289,7 @@ impl SecretStore for AzureStore {
             }
             Err(e) => {
                 state.touched = e.may_have_landed();
-                Err(self.fail("write", "PUT secret", &e, Some(key)))
+                Err(rest::fail(self, "write", "PUT secret", &e, Some(key)))
             }
         }
     }
@@ -323,7 +312,7 @@ impl SecretStore for AzureStore {
                     version_of(&bundle.id)
                 }
                 Ok(_) => None,
-                Err(e) => return Err(self.fail("restore", "GET secret", &e, None)),
+                Err(e) => return Err(rest::fail(self, "restore", "GET secret", &e, None)),
             },
         };
         let Some(written) = written else {
@@ -334,7 +323,7 @@ impl SecretStore for AzureStore {
             Some(key) => {
                 self.put(key)
                     .await
-                    .map_err(|e| self.fail("restore", "PUT secret", &e, Some(key)))?;
+                    .map_err(|e| rest::fail(self, "restore", "PUT secret", &e, Some(key)))?;
                 if let Err(e) = self.disable(&written).await {
                     warn!(store = %self.location(), "the version of the undone key was not disabled: {e}");
                 }
@@ -342,7 +331,7 @@ impl SecretStore for AzureStore {
             None => self
                 .disable(&written)
                 .await
-                .map_err(|e| self.fail("restore", "PATCH version (disable)", &e, None))?,
+                .map_err(|e| rest::fail(self, "restore", "PATCH version (disable)", &e, None))?,
         }
         state.touched = false;
         Ok(())

@@ -301,17 +301,6 @@ impl GcpStore {
         Api::expect(response, ok)
     }
 
-    fn fail(
-        &self,
-        action: &'static str,
-        call: &str,
-        err: &CallError,
-        key: Option<&AccessKey>,
-    ) -> StoreError {
-        let redact: Vec<&str> = key.map(|k| k.expose()).into_iter().collect();
-        rest::store_error(self.location(), action, call, err, &redact)
-    }
-
     /// `latest`'s key and version number; `Ok(None)` when the secret or its versions do not
     /// exist; a `Holding::Broken` reason when `latest` cannot be read as a key.
     async fn access_latest(&self) -> Result<Result<Option<(AccessKey, u64)>, String>, CallError> {
@@ -459,7 +448,7 @@ impl SecretStore for GcpStore {
         let latest = self
             .access_latest()
             .await
-            .map_err(|e| self.fail("read", "GET versions/latest:access", &e, None))?;
+            .map_err(|e| rest::fail(self, "read", "GET versions/latest:access", &e, None))?;
         let mut state = self.state.lock().await;
         Ok(match latest {
             Ok(Some((key, version))) => {
@@ -471,7 +460,7 @@ impl SecretStore for GcpStore {
                 state.exists = self
                     .secret_exists()
                     .await
-                    .map_err(|e| self.fail("read", "GET secret", &e, None))?;
+                    .map_err(|e| rest::fail(self, "read", "GET secret", &e, None))?;
                 state.latest = None;
                 Holding::Empty
             }
@@ -504,7 +493,13 @@ impl SecretStore for GcpStore {
                         state.created = true;
                         state.touched = true;
                     }
-                    return Err(self.fail("write", "POST secrets (create)", &e, Some(key)));
+                    return Err(rest::fail(
+                        self,
+                        "write",
+                        "POST secrets (create)",
+                        &e,
+                        Some(key),
+                    ));
                 }
             }
         }
@@ -518,7 +513,7 @@ impl SecretStore for GcpStore {
                 if e.may_have_landed() {
                     state.touched = true;
                 }
-                Err(self.fail("write", "POST :addVersion", &e, Some(key)))
+                Err(rest::fail(self, "write", "POST :addVersion", &e, Some(key)))
             }
         }
     }
@@ -553,7 +548,15 @@ impl SecretStore for GcpStore {
                     Some(n)
                 }
                 Ok(_) => None,
-                Err(e) => return Err(self.fail("restore", "GET versions/latest:access", &e, None)),
+                Err(e) => {
+                    return Err(rest::fail(
+                        self,
+                        "restore",
+                        "GET versions/latest:access",
+                        &e,
+                        None,
+                    ))
+                }
             },
         };
         match previous {
@@ -563,7 +566,7 @@ impl SecretStore for GcpStore {
                 let n = self
                     .add_version(key)
                     .await
-                    .map_err(|e| self.fail("restore", "POST :addVersion", &e, Some(key)))?;
+                    .map_err(|e| rest::fail(self, "restore", "POST :addVersion", &e, Some(key)))?;
                 state.latest = Some(n);
             }
             Some(_) => {}
@@ -571,7 +574,7 @@ impl SecretStore for GcpStore {
                 let path = format!("/{}", self.name);
                 self.call(Method::DELETE, &path, None, &[200, 404])
                     .await
-                    .map_err(|e| self.fail("restore", "DELETE secret", &e, None))?;
+                    .map_err(|e| rest::fail(self, "restore", "DELETE secret", &e, None))?;
                 state.exists = false;
                 state.touched = false;
                 return Ok(());
@@ -585,7 +588,7 @@ impl SecretStore for GcpStore {
                 Err(e) if previous.is_some() => {
                     warn!(store = %self.location(), "version {n} of the undone key was not disabled: {e}")
                 }
-                Err(e) => return Err(self.fail("restore", "POST :disable", &e, None)),
+                Err(e) => return Err(rest::fail(self, "restore", "POST :disable", &e, None)),
             }
         }
         state.touched = false;

@@ -155,17 +155,6 @@ impl GithubStore {
         Api::expect(response, ok)
     }
 
-    fn fail(
-        &self,
-        action: &'static str,
-        call: &str,
-        err: &CallError,
-        key: Option<&AccessKey>,
-    ) -> StoreError {
-        let redact: Vec<&str> = key.map(|k| k.expose()).into_iter().collect();
-        rest::store_error(self.location(), action, call, err, &redact)
-    }
-
     /// The variable's value; `None` when it does not exist.
     async fn get_variable(&self) -> Result<Option<String>, CallError> {
         let path = format!("/variables/{}", rest::encode(&self.variable));
@@ -288,7 +277,7 @@ impl GithubStore {
             if err.may_have_landed() {
                 state.touched = true;
             }
-            self.fail(action, call, &err, Some(key))
+            rest::fail(self, action, call, &err, Some(key))
         };
         let public = match self.public_key().await {
             Ok(public) => public,
@@ -357,21 +346,26 @@ impl SecretStore for GithubStore {
     }
 
     async fn observe(&self) -> Result<Holding, StoreError> {
-        let variable = self
-            .get_variable()
-            .await
-            .map_err(|e| self.fail("read", &format!("GET variable {}", self.variable), &e, None))?;
+        let variable = self.get_variable().await.map_err(|e| {
+            rest::fail(
+                self,
+                "read",
+                &format!("GET variable {}", self.variable),
+                &e,
+                None,
+            )
+        })?;
         let mut exists = [false; 2];
         for (i, name) in self.secrets.iter().enumerate() {
             exists[i] = self
                 .secret_exists(name)
                 .await
-                .map_err(|e| self.fail("read", &format!("GET secret {name}"), &e, None))?;
+                .map_err(|e| rest::fail(self, "read", &format!("GET secret {name}"), &e, None))?;
         }
         // Written to, later: the public key must be readable too (the preflight).
         self.public_key()
             .await
-            .map_err(|e| self.fail("read", "GET the secrets' public key", &e, None))?;
+            .map_err(|e| rest::fail(self, "read", "GET the secrets' public key", &e, None))?;
         self.state.lock().await.variable_exists = variable.is_some();
         Ok(judge(
             variable.as_deref(),
@@ -406,14 +400,15 @@ impl SecretStore for GithubStore {
                     self.call(Method::DELETE, &path, None, &[204, 404])
                         .await
                         .map_err(|e| {
-                            self.fail("restore", &format!("DELETE secret {name}"), &e, None)
+                            rest::fail(self, "restore", &format!("DELETE secret {name}"), &e, None)
                         })?;
                 }
                 let path = format!("/variables/{}", rest::encode(&self.variable));
                 self.call(Method::DELETE, &path, None, &[204, 404])
                     .await
                     .map_err(|e| {
-                        self.fail(
+                        rest::fail(
+                            self,
                             "restore",
                             &format!("DELETE variable {}", self.variable),
                             &e,

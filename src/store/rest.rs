@@ -4,8 +4,9 @@
 //! name the call and the service's own error text, never a path's secret part, a token or a
 //! value: secrets a call carried are redacted from every message.
 
-use super::StoreError;
+use super::{SecretStore, StoreError};
 use crate::http::{HttpClient, HttpError, Request, Response, TlsOptions};
+use crate::secret::AccessKey;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -259,6 +260,19 @@ pub(crate) fn store_error(
         action,
         reason,
     }
+}
+
+/// `store`'s error for `err` while doing `action` in `call`, with `key`'s secret (when the
+/// call carried one) redacted.
+pub(crate) fn fail(
+    store: &dyn SecretStore,
+    action: &'static str,
+    call: &str,
+    err: &CallError,
+    key: Option<&AccessKey>,
+) -> StoreError {
+    let redact: Vec<&str> = key.map(|k| k.expose()).into_iter().collect();
+    store_error(store.location(), action, call, err, &redact)
 }
 
 /// A base URL a store may use: `https://`, or `http://` to a loopback address only (a
