@@ -16,6 +16,7 @@ mod chaos;
 mod completions;
 mod concurrency;
 mod config_errors;
+mod container;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod docs;
