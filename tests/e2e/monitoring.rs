@@ -212,7 +212,7 @@ fn unused_and_overdue_keys_name_their_controls_by_credrots_clock() {
         finding["message"]
             .as_str()
             .unwrap()
-            .contains("has not been used for 46 days (unused_after 45d), never used"),
+            .contains("has not been used for 46d (unused_after 45d), never used"),
         "{finding}"
     );
     // --unused-after overrides the policy for one run.
