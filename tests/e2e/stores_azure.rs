@@ -1,6 +1,7 @@
 //! The azure-key-vault store against the Key Vault fake (tests/fake-cloud), with client
 //! credentials, the instance metadata service and App Service's identity endpoint, next to
 //! file and SSM stores on moto: versions, tags, and every failure path rolled back.
+use crate::harness::shown;
 
 use crate::fake_cloud::FakeCloud;
 use crate::harness::{assert_no_secret, key_of, read_json, Key, Moto};
@@ -54,15 +55,6 @@ fn run(moto: &Moto, az: &Azure, dir: &Path) -> assert_cmd::assert::Assert {
     credrot(moto, az, dir).args(["update", "pg"]).assert()
 }
 
-fn output(out: &assert_cmd::assert::Assert) -> String {
-    let o = out.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Each version's (enabled, key, tags), oldest first.
 fn versions(az: &Azure) -> Vec<(bool, Option<Key>, Value)> {
     let state = az.fake.state();
@@ -113,11 +105,7 @@ fn client_credentials_add_a_tagged_version_per_rotation() {
         );
         moto.assert_key_works_for(&key, USER);
         keys.push(key);
-        assert_no_secret(
-            &output(&out),
-            &keys.iter().collect::<Vec<_>>(),
-            "the output",
-        );
+        assert_no_secret(&shown(&out), &keys.iter().collect::<Vec<_>>(), "the output");
     }
     let v = versions(&az);
     assert_eq!(v.len(), 2);
@@ -131,7 +119,7 @@ fn client_credentials_add_a_tagged_version_per_rotation() {
     let status = credrot(&moto, &az, dir.path())
         .args(["--output", "json", "status"])
         .assert();
-    let text = output(&status);
+    let text = shown(&status);
     assert!(
         text.contains(&format!("azure-key-vault:{}/secrets/{NAME}", az.fake.url))
             && text.contains(&keys[1].id),
@@ -180,7 +168,7 @@ fn refused_credentials_fail_before_any_iam_change() {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let text = output(&out);
+    let text = shown(&out);
     assert!(
         text.contains("refused the credentials: HTTP 401") && text.contains("AADSTS7000215"),
         "{text}"
@@ -233,7 +221,7 @@ fn failing(rule: Value, expect: &[&str]) -> Vec<(bool, Option<Key>, Value)> {
     let key = three_stores(&moto, &az, dir.path());
     az.fake.fail(rule);
     let out = run(&moto, &az, dir.path()).code(1);
-    let text = output(&out);
+    let text = shown(&out);
     for part in expect {
         assert!(text.contains(part), "{part:?} not in {text}");
     }
@@ -299,7 +287,7 @@ fn a_later_store_failing_puts_the_old_key_back_and_disables_the_new_version() {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let text = output(&out);
+    let text = shown(&out);
     assert!(
         text.contains("ssm:PutParameter") && text.contains("rolled back"),
         "{text}"
@@ -323,7 +311,7 @@ fn a_vault_url_in_plain_http_off_loopback_is_a_config_error() {
         .args(["update", "pg"])
         .assert()
         .code(2);
-    let text = output(&out);
+    let text = shown(&out);
     assert!(
         text.contains("services.toml:5:") && text.contains("in the clear"),
         "{text}"

@@ -2,6 +2,7 @@
 //! service-account and authorized-user credentials through the fake's token endpoint, next
 //! to file and SSM stores on moto: versions, old-version policies, and every failure path
 //! rolled back.
+use crate::harness::shown;
 
 use crate::fake_cloud::FakeCloud;
 use crate::harness::{assert_no_secret, key_of, read_json, Key, Moto};
@@ -74,15 +75,6 @@ fn run(moto: &Moto, gcp: &Gcp, dir: &Path) -> assert_cmd::assert::Assert {
         .assert()
 }
 
-fn output(out: &assert_cmd::assert::Assert) -> String {
-    let o = out.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Each version's (state, key).
 fn versions(gcp: &Gcp) -> Vec<(u64, String, Option<Key>)> {
     let state = gcp.fake.state();
@@ -138,11 +130,7 @@ fn a_service_account_adds_versions_and_old_ones_are_disabled_but_never_the_previ
         assert_eq!(latest(&gcp), Some(key.clone()));
         moto.assert_key_works_for(&key, USER);
         keys.push(key);
-        assert_no_secret(
-            &output(&out),
-            &keys.iter().collect::<Vec<_>>(),
-            "the output",
-        );
+        assert_no_secret(&shown(&out), &keys.iter().collect::<Vec<_>>(), "the output");
     }
     let states: Vec<(u64, String)> = versions(&gcp).into_iter().map(|(n, s, _)| (n, s)).collect();
     assert_eq!(
@@ -171,7 +159,7 @@ fn a_service_account_adds_versions_and_old_ones_are_disabled_but_never_the_previ
         .env("GOOGLE_APPLICATION_CREDENTIALS", &gcp.credentials)
         .args(["--output", "json", "status"])
         .assert();
-    let text = output(&status);
+    let text = shown(&status);
     assert!(
         text.contains(&format!(
             "gcp-secret-manager:projects/{PROJECT}/secrets/{SECRET}"
@@ -235,9 +223,9 @@ fn missing_or_refused_credentials_fail_before_any_iam_change() {
         .assert()
         .code(1);
     assert!(
-        output(&out).contains("cannot read GCP credentials"),
+        shown(&out).contains("cannot read GCP credentials"),
         "{}",
-        output(&out)
+        shown(&out)
     );
     // A service account key the token endpoint does not know (another key's signature).
     let mut other: Value =
@@ -252,9 +240,9 @@ fn missing_or_refused_credentials_fail_before_any_iam_change() {
         .assert()
         .code(1);
     assert!(
-        output(&out).contains("refused the credentials: HTTP 400"),
+        shown(&out).contains("refused the credentials: HTTP 400"),
         "{}",
-        output(&out)
+        shown(&out)
     );
     assert_eq!(moto.keys(USER), keys);
     assert!(versions(&gcp).is_empty());
@@ -304,7 +292,7 @@ fn failing(rule: Value, expect: &[&str]) {
     let key = three_stores(&moto, &gcp, dir.path());
     gcp.fake.fail(rule);
     let out = run(&moto, &gcp, dir.path()).code(1);
-    let text = output(&out);
+    let text = shown(&out);
     for part in expect {
         assert!(text.contains(part), "{part:?} not in {text}");
     }
@@ -357,7 +345,7 @@ fn a_server_error_on_the_first_write_of_a_new_secret_deletes_it() {
     gcp.fake
         .fail(json!({"method": "POST", "path": "/secrets$", "status": 409}));
     let out = run(&moto, &gcp, dir.path()).code(1);
-    let text = output(&out);
+    let text = shown(&out);
     assert!(
         text.contains("POST :addVersion: HTTP 404") && text.contains("rolled back"),
         "{text}"
@@ -371,7 +359,7 @@ fn a_server_error_on_the_first_write_of_a_new_secret_deletes_it() {
     gcp.fake
         .fail(json!({"method": "POST", "path": ":addVersion$", "status": 500}));
     let out = run(&moto, &gcp, dir.path()).code(1);
-    assert!(output(&out).contains("rolled back"), "{}", output(&out));
+    assert!(shown(&out).contains("rolled back"), "{}", shown(&out));
     assert!(
         gcp.fake.state()["secrets"].as_object().unwrap().is_empty(),
         "{}",
@@ -397,7 +385,7 @@ fn a_later_store_failing_puts_the_old_key_back_as_the_newest_version() {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let text = output(&out);
+    let text = shown(&out);
     assert!(
         text.contains("ssm:PutParameter") && text.contains("rolled back"),
         "{text}"

@@ -1,6 +1,7 @@
 //! The github store against the GitHub fake (tests/fake-cloud), next to file and SSM
 //! stores on moto: sealed secrets the fake opens, the key id variable, rotations, the
 //! refusal when a rollback could not put the key back, and every failure path rolled back.
+use crate::harness::shown;
 
 use crate::fake_cloud::FakeCloud;
 use crate::harness::{assert_no_secret, key_of, read_json, Key, Moto};
@@ -44,15 +45,6 @@ fn run(moto: &Moto, dir: &Path, token: &str) -> assert_cmd::assert::Assert {
         .assert()
 }
 
-fn stdout(out: &assert_cmd::assert::Assert) -> String {
-    let o = out.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The key the fake's scope hands out (both secrets opened) and the variable.
 fn held(fake: &FakeCloud, scope: &str) -> (Option<Key>, Option<String>) {
     let state = fake.state();
@@ -92,7 +84,7 @@ fn repository_secrets_are_sealed_then_rotated_and_status_shows_the_id() {
     assert_eq!(key.as_ref(), Some(&first), "the fake opened both boxes");
     assert_eq!(variable.as_deref(), Some(first.id.as_str()));
     moto.assert_key_works_for(&first, USER);
-    assert_no_secret(&stdout(&out), &[&first], "the output");
+    assert_no_secret(&shown(&out), &[&first], "the output");
 
     // GitHub may rotate the repository's public key: each write seals with the current one
     // (the fake refuses a stale key_id).
@@ -105,14 +97,14 @@ fn repository_secrets_are_sealed_then_rotated_and_status_shows_the_id() {
         (Some(second.clone()), Some(second.id.clone()))
     );
     moto.assert_key_works_for(&second, USER);
-    assert_no_secret(&stdout(&out), &[&first, &second], "the output");
+    assert_no_secret(&shown(&out), &[&first, &second], "the output");
 
     let status = moto
         .credrot(dir.path())
         .env("GITHUB_TOKEN", TOKEN)
         .args(["--output", "json", "status"])
         .assert();
-    let text = stdout(&status);
+    let text = shown(&status);
     assert!(
         text.contains("github:home-ops/infra") && text.contains(&second.id),
         "{text}"
@@ -145,7 +137,7 @@ fn alone_it_rotates_once_then_refuses_before_any_iam_change() {
     let mut keys = moto.keys(USER);
     keys.sort();
     let out = run(&moto, dir.path(), TOKEN).code(1);
-    let text = stdout(&out);
+    let text = shown(&out);
     assert!(
         text.contains("cannot give a secret back") && text.contains(&first.id),
         "{text}"
@@ -248,7 +240,7 @@ fn failing_run(moto: &Moto, fake: &FakeCloud, dir: &Path, rule: Value, expect: &
     let key = three_stores(moto, fake, dir);
     fake.fail(rule);
     let out = run(moto, dir, TOKEN).code(1);
-    let text = stdout(&out);
+    let text = shown(&out);
     for part in expect {
         assert!(text.contains(part), "{part:?} not in {text}");
     }
@@ -281,7 +273,7 @@ fn a_read_only_token_is_refused_at_the_first_write_and_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let key = three_stores(&moto, &fake, dir.path());
     let out = run(&moto, dir.path(), "ghp_readonly").code(1);
-    let text = stdout(&out);
+    let text = shown(&out);
     assert!(
         text.contains("HTTP 403") && text.contains("rolled back"),
         "{text}"
@@ -290,7 +282,7 @@ fn a_read_only_token_is_refused_at_the_first_write_and_rolled_back() {
     // A wrong token is refused at the first read: no IAM change.
     let keys = moto.keys(USER);
     let out = run(&moto, dir.path(), "ghp_wrong").code(1);
-    assert!(stdout(&out).contains("HTTP 401"), "{}", stdout(&out));
+    assert!(shown(&out).contains("HTTP 401"), "{}", shown(&out));
     assert_eq!(moto.keys(USER), keys);
 }
 
@@ -348,7 +340,7 @@ fn a_garbled_public_key_or_a_lost_answer_rolls_everything_back() {
         json!({"method": "PUT", "path": "/secrets/AWS_SECRET_ACCESS_KEY$", "status": "reset"}),
     );
     let out = run(&moto, dir.path(), TOKEN).code(1);
-    assert!(stdout(&out).contains("rolled back"), "{}", stdout(&out));
+    assert!(shown(&out).contains("rolled back"), "{}", shown(&out));
     assert_rolled_back_then_converges(&moto, &fake, dir.path(), &key);
 }
 
@@ -368,7 +360,7 @@ fn a_later_store_failing_puts_the_old_key_back_into_github() {
         .args(["update", "pg"])
         .assert()
         .code(1);
-    let text = stdout(&out);
+    let text = shown(&out);
     assert!(
         text.contains("ssm:PutParameter") && text.contains("rolled back"),
         "{text}"
