@@ -134,6 +134,9 @@ pub enum Command {
         /// How many users are read at once, 1 to 256
         #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
+        /// Only this account of [accounts] (repeat for more) [default: every account it selects]
+        #[arg(long = "account", value_name = "ID", value_parser = account_id)]
+        accounts: Vec<String>,
     },
     /// Add a service to services.toml (keeping its comments) and print the Terraform for its
     /// IAM user and S3 policy (credrot makes the keys). Prompts on a terminal; flags script it.
@@ -394,6 +397,9 @@ pub struct RotationArgs {
     /// How long to retry STS while IAM propagates a new key (1s to 1h)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = verify_timeout)]
     pub verify_timeout: Duration,
+    /// Only this account of [accounts] (repeat for more) [default: every account it selects]
+    #[arg(long = "account", value_name = "ID", value_parser = account_id)]
+    pub accounts: Vec<String>,
     /// Exit 3 when a user was left unconverged: busy (another run, or one that died on
     /// another host, holds it) [possible values: busy]
     #[arg(long, value_name = "OUTCOME", value_enum)]
@@ -410,6 +416,14 @@ pub enum RunGate {
 // Every duration flag is range-checked by clap, before any AWS call: a value too large to
 // add to a clock must be a usage error (exit 2), not a panic after IAM was changed. (The
 // session --duration is checked against STS's limits by `session`, also before any call.)
+
+fn account_id(text: &str) -> Result<String, String> {
+    if crate::config::is_account_id(text) {
+        Ok(text.to_string())
+    } else {
+        Err("an AWS account id is 12 digits, e.g. 222222222222".to_string())
+    }
+}
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 2m)"))

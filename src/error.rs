@@ -19,6 +19,18 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code when `status --fail-on` found a user at or past the verdict.
 pub const EXIT_GATE: u8 = 3;
 
+/// What failed in a run: users, and accounts when a run over `[accounts]` lost some.
+fn run_failure(failed: usize, total: usize, accounts: usize) -> String {
+    let users = format!("{failed} of {} failed", crate::duration::count(total, "user"));
+    match accounts {
+        0 => users,
+        n => format!(
+            "{users}, and {} could not be worked in",
+            crate::duration::count(n, "account")
+        ),
+    }
+}
+
 /// Everything that can end a credrot command early.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,14 +49,19 @@ pub enum Error {
     /// Terraform could not give the key.
     #[error(transparent)]
     Terraform(#[from] crate::terraform::TerraformError),
-    /// Some users were not rotated; the summary names them.
-    #[error("{failed} of {} failed; the summary says which and why. Fix the cause and run again", crate::duration::count(*.total, "user"))]
+    /// Some users (or accounts) were not rotated; the summary names them.
+    #[error("{}; the summary says which and why. Fix the cause and run again", run_failure(*.failed, *.total, *.accounts))]
     RunFailed {
         /// Users that failed.
         failed: usize,
         /// Users attempted.
         total: usize,
+        /// Accounts of `[accounts]` the run could not work in.
+        accounts: usize,
     },
+    /// A run over `[accounts]` could not start, or one account could not be worked in.
+    #[error(transparent)]
+    Accounts(Box<crate::accounts::AccountsError>),
     /// Every user rotated, but some `after_rotate` hooks failed; the rotations stand.
     #[error("{hooks} after_rotate hooks failed for {users} users; their rotations stand (new keys stored and verified): the summary says which hook and why; fix it and run the hook by hand")]
     HooksFailed {
@@ -128,6 +145,7 @@ impl Error {
             Error::Session(e) if e.is_usage() => EXIT_USAGE,
             Error::SelfRotation(e) if e.is_usage() => EXIT_USAGE,
             Error::BreakGlass(e) if e.is_usage() => EXIT_USAGE,
+            Error::Accounts(e) if e.is_usage() => EXIT_USAGE,
             // A command that does not exist is a mistake on the command line.
             Error::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 EXIT_USAGE
@@ -145,9 +163,16 @@ impl Error {
             | Error::Audit(_)
             | Error::Alert(_)
             | Error::BreakGlass(_)
+            | Error::Accounts(_)
             | Error::SecretOutput(_)
             | Error::Output(_) => EXIT_FAILURE,
         }
+    }
+}
+
+impl From<crate::accounts::AccountsError> for Error {
+    fn from(e: crate::accounts::AccountsError) -> Self {
+        Error::Accounts(Box::new(e))
     }
 }
 

@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`main`]; the rotation engine ([`rotation`]) knows nothing
 //! of the command line, and stores ([`store`]) implement one trait.
 
+pub mod accounts;
 pub mod audit;
 pub mod aws;
 pub mod break_glass;

@@ -2,6 +2,7 @@
 //! secret: `--print-secrets` is a store ([`crate::store::SecretPrinter`]), so that a key it
 //! cannot print is rolled back.
 
+use crate::accounts::AccountFailure;
 use crate::aws::CallReport;
 use crate::cli::OutputFormat;
 use crate::config::{default_title, Config, Service, StoreConfig};
@@ -9,6 +10,7 @@ use crate::rotation::{Outcome, UserReport};
 use crate::store::TemplateValues;
 use comfy_table::{presets, ColumnConstraint, ContentArrangement, Table, Width};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 /// A table for people: on a terminal it fits the terminal's width (long cells wrap);
@@ -78,6 +80,7 @@ fn templates_of(service: &Service) -> TemplateValues<'_> {
     TemplateValues {
         user: &service.iam_user,
         service: Some(&service.name),
+        account: None,
     }
 }
 
@@ -160,13 +163,81 @@ struct Summary<'a> {
     /// Users this run left to another run (`busy`): not converged, by name.
     unconverged: Vec<&'a str>,
     aws_calls: &'a CallReport,
+    /// Per account, in a run over `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<&'a [AccountTotal]>,
     users: &'a [UserReport],
+}
+
+/// One account's part of a run over `[accounts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountTotal {
+    /// The account id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Users worked on.
+    pub users: usize,
+    /// Users rotated.
+    pub rotated: usize,
+    /// Users a dry run would rotate.
+    pub planned: usize,
+    /// Users that failed.
+    pub failed: usize,
+    /// Why the run could not work in the account at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The per-account totals: every account with users, and every account that failed.
+pub fn account_totals(reports: &[UserReport], failures: &[AccountFailure]) -> Vec<AccountTotal> {
+    let mut totals: BTreeMap<String, AccountTotal> = BTreeMap::new();
+    for r in reports {
+        let Some(id) = &r.account else { continue };
+        let total = totals.entry(id.clone()).or_insert_with(|| AccountTotal {
+            id: id.clone(),
+            name: r.account_name.clone().unwrap_or_else(|| id.clone()),
+            users: 0,
+            rotated: 0,
+            planned: 0,
+            failed: 0,
+            error: None,
+        });
+        total.users += 1;
+        total.rotated += usize::from(r.outcome == Outcome::Rotated);
+        total.planned += usize::from(r.outcome == Outcome::Planned);
+        total.failed += usize::from(r.outcome == Outcome::Failed);
+    }
+    for f in failures {
+        totals.insert(
+            f.account.id.clone(),
+            AccountTotal {
+                id: f.account.id.clone(),
+                name: f.account.name.clone(),
+                users: 0,
+                rotated: 0,
+                planned: 0,
+                failed: 0,
+                error: Some(f.error.clone()),
+            },
+        );
+    }
+    totals.into_values().collect()
+}
+
+/// How a user is named in summary lines: `ACCOUNT/user` in a run over `[accounts]`.
+fn who(r: &UserReport) -> String {
+    match &r.account {
+        Some(account) => format!("{account}/{}", r.user),
+        None => r.user.clone(),
+    }
 }
 
 /// The summary after `update` or `rotate` (the plan, with --dry-run).
 pub fn write_summary(
     out: &mut dyn Write,
     reports: &[UserReport],
+    accounts: Option<&[AccountTotal]>,
     dry_run: bool,
     calls: &CallReport,
     format: OutputFormat,
@@ -191,13 +262,18 @@ pub fn write_summary(
                     .map(|r| r.user.as_str())
                     .collect(),
                 aws_calls: calls,
+                accounts,
                 users: reports,
             },
         );
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let mut t = if dry_run {
-        table(&[
+    let mut header: Vec<&str> = Vec::new();
+    if accounts.is_some() {
+        header.push("ACCOUNT");
+    }
+    header.extend(if dry_run {
+        [
             "USER",
             "CURRENT",
             "LAST",
@@ -205,9 +281,9 @@ pub fn write_summary(
             "WOULD CREATE",
             "STORES",
             "OUTCOME",
-        ])
+        ]
     } else {
-        table(&[
+        [
             "USER",
             "OLD CURRENT",
             "OLD LAST",
@@ -215,15 +291,17 @@ pub fn write_summary(
             "NEW KEY",
             "STORES",
             "OUTCOME",
-        ])
-    };
+        ]
+    });
+    let mut t = table(&header);
     for r in reports {
         let created = if dry_run && r.outcome == Outcome::Planned {
             "new key".to_string()
         } else {
             dash(&r.created)
         };
-        t.add_row(vec![
+        let mut row: Vec<String> = r.account.iter().cloned().collect();
+        row.extend([
             r.user.clone(),
             dash(&r.current_before),
             dash(&r.last_before),
@@ -232,6 +310,7 @@ pub fn write_summary(
             r.stores.join(", "),
             r.outcome.as_str().to_string(),
         ]);
+        t.add_row(row);
     }
     writeln!(out, "{t}")?;
     if dry_run
@@ -250,35 +329,50 @@ pub fn write_summary(
         } else {
             "brought up to date"
         };
-        writeln!(out, "{}: {verb}: {}", r.user, r.synced.join(", "))?;
+        writeln!(out, "{}: {verb}: {}", who(r), r.synced.join(", "))?;
     }
     for r in reports {
         for action in &r.actions {
-            writeln!(out, "{}: {action}", r.user)?;
+            writeln!(out, "{}: {action}", who(r))?;
         }
         if let Some(note) = &r.note {
-            writeln!(out, "{}: {} ({note})", r.user, r.outcome.as_str())?;
+            writeln!(out, "{}: {} ({note})", who(r), r.outcome.as_str())?;
         }
     }
     for r in reports {
         for h in &r.hooks {
             match &h.error {
-                None => writeln!(out, "{}: after_rotate {}: ok", r.user, h.hook)?,
+                None => writeln!(out, "{}: after_rotate {}: ok", who(r), h.hook)?,
                 Some(e) => writeln!(
                     out,
                     "{}: after_rotate {}: FAILED (the rotation stands): {e}",
-                    r.user, h.hook
+                    who(r),
+                    h.hook
                 )?,
             }
         }
     }
     for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
-        writeln!(
-            out,
-            "{}: {}",
-            r.user,
-            r.error.as_deref().unwrap_or("failed")
-        )?;
+        writeln!(out, "{}: {}", who(r), r.error.as_deref().unwrap_or("failed"))?;
+    }
+    for a in accounts.unwrap_or_default() {
+        let name = if a.name == a.id {
+            String::new()
+        } else {
+            format!(" ({})", a.name)
+        };
+        match &a.error {
+            Some(e) => writeln!(out, "account {}{name}: FAILED, nothing changed there: {e}", a.id)?,
+            None => writeln!(
+                out,
+                "account {}{name}: {}: {} {}, {} failed",
+                a.id,
+                crate::duration::count(a.users, "user"),
+                if dry_run { "planned" } else { "rotated" },
+                if dry_run { a.planned } else { a.rotated },
+                a.failed
+            )?,
+        }
     }
     let others: String = [
         Outcome::Fresh,
@@ -351,12 +445,17 @@ pub fn write_status(
         "HELD BY",
         "VERDICT",
     ]);
+    // `ACCOUNT/user` in a run over `[accounts]`.
+    let user = |s: &crate::status::UserStatus| match &s.account {
+        Some(account) => format!("{account}/{}", s.user),
+        None => s.user.clone(),
+    };
     for s in statuses {
         let verdict = serde_json::to_value(s.verdict).expect("verdicts serialize");
         let verdict = verdict.as_str().unwrap_or_default().to_string();
         if s.keys.is_empty() {
             t.add_row(vec![
-                s.user.clone(),
+                user(s),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -374,7 +473,7 @@ pub fn write_status(
                 .unwrap_or_else(|| "never".into());
             t.add_row(vec![
                 if i == 0 {
-                    s.user.clone()
+                    user(s)
                 } else {
                     String::new()
                 },
@@ -398,11 +497,11 @@ pub fn write_status(
     }
     writeln!(out, "{t}")?;
     for s in statuses {
-        writeln!(out, "{}: policy {}", s.user, s.policy)?;
+        writeln!(out, "{}: policy {}", user(s), s.policy)?;
     }
     for s in statuses {
         for reason in &s.reasons {
-            writeln!(out, "{}: {reason}", s.user)?;
+            writeln!(out, "{}: {reason}", user(s))?;
         }
     }
     Ok(())

@@ -31,6 +31,21 @@ impl RunProgress {
         })
     }
 
+    /// A bar whose total grows as accounts are listed ([`RunProgress::grow`]).
+    pub fn growing(quiet: bool) -> RunProgress {
+        let show = !quiet && std::io::stdout().is_terminal();
+        RunProgress::with_bar(if show {
+            visible(0)
+        } else {
+            ProgressBar::hidden()
+        })
+    }
+
+    /// `users` more users to do.
+    pub fn grow(&self, users: u64) {
+        self.bar.inc_length(users);
+    }
+
     fn with_bar(bar: ProgressBar) -> RunProgress {
         let progress = RunProgress {
             bar,

@@ -84,6 +84,9 @@ pub struct StoreStatus {
 /// The status of one IAM user.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserStatus {
+    /// The account, in a run over `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The IAM user.
     pub user: String,
     /// The service, when the user belongs to one.
@@ -121,6 +124,7 @@ fn rfc3339(t: SystemTime) -> String {
 /// Read one user's keys and stores and judge them.
 pub async fn user_status(iam: &dyn IamApi, target: &Target, options: StatusOptions) -> UserStatus {
     let mut status = UserStatus {
+        account: None,
         user: target.user.clone(),
         service: target.service.clone(),
         keys: Vec::new(),
@@ -133,6 +137,24 @@ pub async fn user_status(iam: &dyn IamApi, target: &Target, options: StatusOptio
     if let Err(reason) = fill(iam, target, options, &mut status).await {
         flag(&mut status, Verdict::Error, reason);
     }
+    status
+}
+
+/// The status of an account that could not be read at all (its role, its users): one
+/// `error` row, user `-`.
+pub fn account_failed(account: &str, reason: String) -> UserStatus {
+    let mut status = UserStatus {
+        account: Some(account.to_string()),
+        user: "-".to_string(),
+        service: None,
+        keys: Vec::new(),
+        stores: Vec::new(),
+        policy: "-".to_string(),
+        verdict: Verdict::Ok,
+        reasons: Vec::new(),
+        findings: Vec::new(),
+    };
+    flag(&mut status, Verdict::Error, reason);
     status
 }
 

@@ -166,6 +166,8 @@ struct Body<'a> {
     time: &'a str,
     run: &'a str,
     caller: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     service: Option<&'a str>,
@@ -198,6 +200,7 @@ pub fn seal(event: &Event, run: &RunInfo, after: &Link, time: SystemTime) -> Sea
         time: &time,
         run: &run.run_id,
         caller: &run.caller,
+        account: event.account.as_deref(),
         user: &event.user,
         service: event.service.as_deref(),
         action: event.action,
@@ -277,6 +280,7 @@ mod tests {
 
     pub(crate) fn event(n: usize) -> Event {
         Event {
+            account: None,
             user: format!("user-{n}"),
             service: Some("svc".to_string()),
             action: "create-key",

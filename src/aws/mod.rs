@@ -1,17 +1,21 @@
 //! Narrow interfaces over the AWS APIs credrot uses, so the rotation engine can run against
 //! the real SDK (or the emulator) and against in-memory fakes in unit tests.
 
+mod assume;
 mod calls;
 mod error;
 mod http;
 mod once;
+mod organizations;
 mod propagation;
 mod sdk;
 mod wait;
 
+pub use assume::RoleRequest;
 pub use calls::{ActionCount, CallCounter, CallReport};
 pub use error::{AwsError, AwsErrorKind};
 pub use http::http_client;
+pub use organizations::{OrgAccount, OrganizationApi, SdkOrganizations};
 pub use propagation::{user_name_from_arn, Propagation};
 pub use sdk::{AwsContext, AwsOptions, SdkIam, SdkLogs, SdkVerifier};
 pub use wait::{Timeouts, TIMEOUT_ENV};

@@ -179,6 +179,15 @@ impl AwsContext {
         }
     }
 
+    /// Another SDK configuration whose requests are counted and watched with this one's.
+    pub fn with_sdk_config(&self, sdk_config: SdkConfig) -> AwsContext {
+        AwsContext {
+            sdk_config,
+            calls: self.calls.clone(),
+            watch: self.watch.clone(),
+        }
+    }
+
     /// The shared SDK configuration.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk_config

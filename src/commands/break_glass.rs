@@ -190,6 +190,7 @@ async fn audit(
         Err(_) => caller.to_string(),
     };
     log.record(Event {
+        account: None,
         user: arn_name(&requester).to_string(),
         service: None,
         action: match step {

@@ -219,7 +219,11 @@ pub fn open_target(
     policy: &RotationPolicy,
     extra: Option<Arc<dyn SecretStore>>,
 ) -> Target {
-    let values = TemplateValues { user, service };
+    let values = TemplateValues {
+        user,
+        service,
+        account: env.account(),
+    };
     let mut opened: Vec<Arc<dyn SecretStore>> = stores
         .iter()
         .map(|c| store::open(c, &values, env))

@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             unused_after,
             alert,
             concurrency,
+            accounts,
         } => {
             let config = load_config(global, path.is_none())?;
             status::run(
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                         unused_after: *unused_after,
                     },
                     concurrency: usize::from(*concurrency),
+                    accounts,
                 },
             )
         }

@@ -13,22 +13,62 @@ use crate::notify::RunNotice;
 use crate::output;
 use crate::policy::RotationPolicy;
 use crate::progress::RunProgress;
+use crate::accounts::{self, Account, AccountFailure, Caller};
 use crate::rotation::{
-    DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome, Target, UserReport,
+    AccountEvents, DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome,
+    Target, UserReport,
 };
 use crate::secret::AccessKey;
 use crate::store::{self, Outfile, SecretPrinter, SecretStore, StoreEnv, TemplateValues};
 use crate::terraform;
+use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// What one `update`/`rotate` run rotates, in each account it covers.
+enum Subject<'a> {
+    /// `update SERVICE`.
+    Service {
+        service: &'a Service,
+        terraform_bin: Option<&'a Path>,
+    },
+    /// `rotate --path PATH`.
+    Path {
+        iam_path: String,
+        stores: Vec<StoreConfig>,
+        policy: Box<RotationPolicy>,
+        concurrency: usize,
+    },
+}
+
+impl Subject<'_> {
+    /// The `[accounts]` it runs in (empty: every one).
+    fn scope<'c>(&'c self, config: &'c Config) -> &'c [String] {
+        match self {
+            Subject::Service { service, .. } => &service.accounts,
+            Subject::Path { iam_path, .. } => config
+                .path_policy(iam_path)
+                .map_or(&[][..], |p| p.accounts.as_slice()),
+        }
+    }
+}
+
+/// What a run does in one account: the users with their stores, their hooks, and the key
+/// Terraform made, if it made it.
+struct Planned {
+    targets: Vec<Target>,
+    hooks: HookRunner,
+    external: Option<AccessKey>,
+}
 
 /// Rotate the IAM user of one configured service.
 pub fn update(
     config: &Config,
     name: &str,
-    terraform_bin: Option<&std::path::Path>,
+    terraform_bin: Option<&Path>,
     global: &GlobalArgs,
     args: &RotationArgs,
 ) -> Result<(), Error> {
@@ -42,33 +82,11 @@ pub fn update(
         "[[services.NAME.stores]]",
         format!("update {name}"),
     )?;
-    job.run(async {
-        let aws = load_aws(config, global, service.region.as_deref()).await?;
-        let env = job.store_env(&aws, service.tags.clone());
-        let also = paths_of_user(config, &aws, &env, service).await?;
-        let target = job.target(
-            &env,
-            &service.iam_user,
-            Some(&service.name),
-            &service.stores,
-            &service.policy,
-            &also,
-        );
-        let mut hooks = job.hooks();
-        hooks.add(&service.iam_user, &service.after_rotate);
-        for shared in &also {
-            hooks.add(&service.iam_user, &shared.hooks);
-        }
-        let external = match &service.terraform {
-            // Terraform made the key: read it before anything else; IAM is left alone.
-            Some(tf) => {
-                let bin = terraform::find_binary(terraform_bin)?;
-                Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
-            }
-            None => None,
-        };
-        job.execute(&aws, vec![target], 1, external, hooks).await
-    })
+    let subject = Subject::Service {
+        service,
+        terraform_bin,
+    };
+    job.run(job.rotate(&subject, service.region.as_deref()))
 }
 
 /// Rotate every IAM user whose path is `path`.
@@ -90,39 +108,13 @@ pub fn rotate_path(
         "[paths.NAME] stores",
         format!("rotate --path {iam_path}"),
     )?;
-    job.run(async {
-        let aws = load_aws(config, global, None).await?;
-        let users = aws.iam().list_users(&iam_path).await?;
-        if users.is_empty() {
-            return Err(no_users_at(&iam_path));
-        }
-        tracing::info!(users = users.len(), path = %iam_path, "rotating");
-        // One environment for every user: AWS clients are made once per region, not per user.
-        let env = job.store_env(&aws, Vec::new());
-        let targets: Vec<Target> = users
-            .iter()
-            .map(|u| {
-                let also = services_of_user(config, &u.name, None);
-                job.target(&env, &u.name, None, &stores, &policy, &also)
-            })
-            .collect();
-        let services = service_locations(config, &env);
-        for target in &targets {
-            refuse_foreign_stores(&target.user, &target.stores, &services)?;
-        }
-        let mut hooks = job.hooks();
-        let path_hooks = config
-            .path_policy(&iam_path)
-            .map(|p| p.after_rotate.clone())
-            .unwrap_or_default();
-        for user in &users {
-            hooks.add(&user.name, &path_hooks);
-            for shared in services_of_user(config, &user.name, None) {
-                hooks.add(&user.name, &shared.hooks);
-            }
-        }
-        job.execute(&aws, targets, concurrency, None, hooks).await
-    })
+    let subject = Subject::Path {
+        iam_path,
+        stores,
+        policy: Box::new(policy),
+        concurrency,
+    };
+    job.run(job.rotate(&subject, None))
 }
 
 /// Stores of another section of services.toml that hand out the same IAM user's key, with
@@ -134,12 +126,18 @@ struct SharedStores {
     hooks: Vec<Hook>,
 }
 
-/// The stores of every service whose `iam_user` is `user`, except `except`.
-fn services_of_user(config: &Config, user: &str, except: Option<&str>) -> Vec<SharedStores> {
+/// The stores of every service of `account` whose `iam_user` is `user`, except `except`.
+fn services_of_user(
+    config: &Config,
+    user: &str,
+    except: Option<&str>,
+    account: Option<&Account>,
+) -> Vec<SharedStores> {
     config
         .services
         .values()
         .filter(|s| s.iam_user == user && Some(s.name.as_str()) != except)
+        .filter(|s| accounts::runs_in(&s.accounts, account))
         .map(|s| SharedStores {
             service: Some(s.name.clone()),
             stores: s.stores.clone(),
@@ -163,11 +161,15 @@ async fn paths_of_user(
         if section.stores.is_empty() && section.after_rotate.is_empty() {
             continue;
         }
+        if !accounts::runs_in(&section.accounts, env.account()) {
+            continue;
+        }
         let users = aws.iam().list_users(path).await?;
         for user in users.iter().filter(|u| u.name != service.iam_user) {
             let values = TemplateValues {
                 user: &user.name,
                 service: None,
+                account: env.account(),
             };
             let opened: Vec<Arc<dyn SecretStore>> = section
                 .stores
@@ -194,6 +196,7 @@ fn service_locations_of(service: &Service, env: &StoreEnv) -> ServiceLocations {
     let values = TemplateValues {
         user: &service.iam_user,
         service: Some(&service.name),
+        account: env.account(),
     };
     service
         .stores
@@ -209,6 +212,7 @@ fn service_locations(config: &Config, env: &StoreEnv) -> ServiceLocations {
     config
         .services
         .values()
+        .filter(|s| accounts::runs_in(&s.accounts, env.account()))
         .flat_map(|s| service_locations_of(s, env))
         .collect()
 }
@@ -269,6 +273,12 @@ impl<'a> Job<'a> {
     ) -> Result<Self, Error> {
         // Before the outfile is made: a usage error leaves nothing behind.
         CredentialSource::of(global).check_exists()?;
+        if !args.accounts.is_empty() && config.accounts.is_none() {
+            return Err(Error::Usage(format!(
+                "--account needs an [accounts] section in {} (the role to assume and the accounts); without it credrot runs in the caller's account",
+                config.file.display()
+            )));
+        }
         if stores.is_empty() && args.outfile.is_none() && !args.print_secrets {
             if !config.file.exists() {
                 return Err(Error::Usage(format!(
@@ -415,6 +425,7 @@ impl<'a> Job<'a> {
             let values = TemplateValues {
                 user,
                 service: shared.service.as_deref(),
+                account: env.account(),
             };
             for config in &shared.stores {
                 let store = store::open(config, &values, env);
@@ -439,24 +450,224 @@ impl<'a> Job<'a> {
         target
     }
 
-    async fn execute(
+    /// The whole run: without `[accounts]` in the caller's account, as always; with it, in
+    /// every account it selects, each independently of the others.
+    async fn rotate(&self, subject: &Subject<'_>, region: Option<&str>) -> Result<(), Error> {
+        let base = load_aws(self.config, self.global, region).await?;
+        let Some(accounts_config) = &self.config.accounts else {
+            let planned = self.plan(subject, &base, None).await?;
+            self.check_stores(&planned.targets).await?;
+            let audit = self.start_audit(&base).await?;
+            let progress = RunProgress::new(planned.targets.len() as u64, self.global.quiet);
+            let concurrency = match subject {
+                Subject::Path { concurrency, .. } => *concurrency,
+                Subject::Service { .. } => 1,
+            };
+            // CREDROT_ACCOUNT for hooks is the run's account, when STS says.
+            let account = if !self.args.dry_run && !planned.hooks.is_empty() {
+                base.caller_arn()
+                    .await
+                    .ok()
+                    .and_then(|arn| HookRunner::account_of(&arn))
+            } else {
+                None
+            };
+            let reports = self
+                .rotate_account(&base, planned, concurrency, &audit, &progress, None, account)
+                .await;
+            progress.finish();
+            return self.conclude(&base, reports, Vec::new(), audit).await;
+        };
+        let caller_arn = base.caller_arn().await?;
+        let caller = Caller::from_arn(&caller_arn).ok_or_else(|| {
+            Error::Usage(format!("STS names the caller {caller_arn}, which is not an IAM or STS ARN"))
+        })?;
+        let scope = subject.scope(self.config);
+        let selected = accounts::select(accounts_config, &base.organizations(), &self.args.accounts)
+            .await
+            .map_err(Error::from)?;
+        let selected: Vec<Account> = selected
+            .into_iter()
+            .filter(|a| accounts::runs_in(scope, Some(a)))
+            .collect();
+        if selected.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} runs in none of the accounts selected by [accounts] and --account; check its accounts = [...]",
+                self.command
+            )));
+        }
+        tracing::info!(accounts = selected.len(), "running in each account");
+        let audit = self.start_audit(&base).await?;
+        let progress = RunProgress::growing(self.global.quiet);
+        // Users in flight at once, over every account: each has at most one IAM request
+        // outstanding, and IAM throttles per account.
+        let per_account = match subject {
+            Subject::Path { concurrency, .. } => (*concurrency)
+                .min(accounts_config.max_in_flight / accounts_config.concurrency)
+                .max(1),
+            Subject::Service { .. } => 1,
+        };
+        let results: Vec<(Account, Result<Vec<UserReport>, Error>)> = stream::iter(selected)
+            .map(|account| {
+                let (base, caller, audit, progress) = (&base, &caller, &audit, &progress);
+                async move {
+                    let result = async {
+                        let aws = accounts::context_for(
+                            base,
+                            caller,
+                            accounts_config,
+                            &account,
+                            &self.run_id,
+                        )
+                        .await
+                        .map_err(Error::from)?;
+                        let planned = self.plan(subject, &aws, Some(&account)).await?;
+                        self.check_stores(&planned.targets).await?;
+                        progress.grow(planned.targets.len() as u64);
+                        Ok::<_, Error>(
+                            self.rotate_account(
+                                &aws,
+                                planned,
+                                per_account,
+                                audit,
+                                progress,
+                                Some(&account),
+                                Some(account.id.clone()),
+                            )
+                            .await,
+                        )
+                    }
+                    .await;
+                    if let Err(e) = &result {
+                        tracing::error!("account {}: {e}", account.id);
+                    }
+                    (account, result)
+                }
+            })
+            .buffer_unordered(accounts_config.concurrency)
+            .collect()
+            .await;
+        progress.finish();
+        let mut reports = Vec::new();
+        let mut failures = Vec::new();
+        for (account, result) in results {
+            match result {
+                Ok(r) => reports.extend(r),
+                Err(e) => failures.push(AccountFailure {
+                    account,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        reports.sort_by(|a, b| (&a.account, &a.user).cmp(&(&b.account, &b.user)));
+        failures.sort_by(|a, b| a.account.id.cmp(&b.account.id));
+        if let (true, Subject::Path { iam_path, .. }) =
+            (reports.is_empty() && failures.is_empty(), subject)
+        {
+            return Err(no_users_at(iam_path));
+        }
+        self.conclude(&base, reports, failures, audit).await
+    }
+
+    /// The users to rotate in one account (`None`: the caller's, without `[accounts]`),
+    /// checked before any change.
+    async fn plan(
         &self,
+        subject: &Subject<'_>,
         aws: &AwsContext,
-        targets: Vec<Target>,
-        concurrency: usize,
-        external_key: Option<AccessKey>,
-        mut hooks: HookRunner,
-    ) -> Result<(), Error> {
-        let dry_run = self.args.dry_run;
-        // Every target has the same kinds of stores, so the first one's run-level checks
-        // (e.g. that op is signed in) hold for all; a failure stops the run before any
-        // store is read or IAM is changed.
-        // The checks are per kind of store (is op signed in?), not per user: one store of
-        // each kind, over every user, since users that other sections share have more.
+        account: Option<&Account>,
+    ) -> Result<Planned, Error> {
+        let config = self.config;
+        let mut hooks = self.hooks();
+        match subject {
+            Subject::Service {
+                service,
+                terraform_bin,
+            } => {
+                let env = self
+                    .store_env(aws, service.tags.clone())
+                    .for_account(account.cloned());
+                let also = paths_of_user(config, aws, &env, service).await?;
+                let target = self.target(
+                    &env,
+                    &service.iam_user,
+                    Some(&service.name),
+                    &service.stores,
+                    &service.policy,
+                    &also,
+                );
+                hooks.add(&service.iam_user, &service.after_rotate);
+                for shared in &also {
+                    hooks.add(&service.iam_user, &shared.hooks);
+                }
+                let external = match &service.terraform {
+                    // Terraform made the key: read it before anything else; IAM is left alone.
+                    Some(tf) => {
+                        let bin = terraform::find_binary(*terraform_bin)?;
+                        Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
+                    }
+                    None => None,
+                };
+                Ok(Planned {
+                    targets: vec![target],
+                    hooks,
+                    external,
+                })
+            }
+            Subject::Path {
+                iam_path,
+                stores,
+                policy,
+                ..
+            } => {
+                let users = aws.iam().list_users(iam_path).await?;
+                // Across accounts, a path may well be empty in some of them.
+                if users.is_empty() && account.is_none() {
+                    return Err(no_users_at(iam_path));
+                }
+                tracing::info!(users = users.len(), path = %iam_path, account = account.map(|a| a.id.as_str()), "rotating");
+                // One environment for every user: AWS clients are made once per region.
+                let env = self
+                    .store_env(aws, Vec::new())
+                    .for_account(account.cloned());
+                let targets: Vec<Target> = users
+                    .iter()
+                    .map(|u| {
+                        let also = services_of_user(config, &u.name, None, account);
+                        self.target(&env, &u.name, None, stores, policy, &also)
+                    })
+                    .collect();
+                let services = service_locations(config, &env);
+                for target in &targets {
+                    refuse_foreign_stores(&target.user, &target.stores, &services)?;
+                }
+                let path_hooks = config
+                    .path_policy(iam_path)
+                    .map(|p| p.after_rotate.clone())
+                    .unwrap_or_default();
+                for user in &users {
+                    hooks.add(&user.name, &path_hooks);
+                    for shared in services_of_user(config, &user.name, None, account) {
+                        hooks.add(&user.name, &shared.hooks);
+                    }
+                }
+                Ok(Planned {
+                    targets,
+                    hooks,
+                    external: None,
+                })
+            }
+        }
+    }
+
+    /// The checks of each kind of store (is op signed in?), once per kind over every
+    /// user, since users that other sections share have more; a failure stops the run (or
+    /// the account) before any store is read or IAM is changed.
+    async fn check_stores(&self, targets: &[Target]) -> Result<(), Error> {
         let files: Vec<std::path::PathBuf> = targets
             .iter()
             .flat_map(|t| &t.stores)
-            .filter_map(|s| s.local_file().map(std::path::Path::to_path_buf))
+            .filter_map(|s| s.local_file().map(Path::to_path_buf))
             .collect();
         crate::gitcheck::warn_unignored(&files);
         let mut checked = std::collections::BTreeSet::new();
@@ -467,11 +678,35 @@ impl<'a> Job<'a> {
                 store.check_run().await?;
             }
         }
-        let audit = self.start_audit(aws).await?;
-        let events: Arc<dyn EventSink> = match &audit {
+        Ok(())
+    }
+
+    /// Rotate the planned users of one account with that account's clients; every report
+    /// names the account. `hook_account` is CREDROT_ACCOUNT for the hooks.
+    #[allow(clippy::too_many_arguments)]
+    async fn rotate_account(
+        &self,
+        aws: &AwsContext,
+        planned: Planned,
+        concurrency: usize,
+        audit: &Option<Arc<AuditLog>>,
+        progress: &RunProgress,
+        account: Option<&Account>,
+        hook_account: Option<String>,
+    ) -> Vec<UserReport> {
+        let dry_run = self.args.dry_run;
+        let mut events: Arc<dyn EventSink> = match audit {
             Some(log) => log.clone(),
             None => Arc::new(DiscardEvents),
         };
+        let mut inflight = InflightRecords::default_location();
+        if let Some(account) = account {
+            events = Arc::new(AccountEvents {
+                inner: events,
+                account: account.id.clone(),
+            });
+            inflight = inflight.map(|r| r.for_account(&account.id));
+        }
         let mut engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
@@ -482,27 +717,26 @@ impl<'a> Job<'a> {
                 verify_timeout: self.args.verify_timeout,
                 lock_ttl: (!self.args.no_lock).then_some(self.args.lock_ttl),
                 run_id: self.run_id.clone(),
-                inflight: InflightRecords::default_location(),
+                inflight,
             },
         );
-        // Hooks never run on a dry run; CREDROT_ACCOUNT is the run's account, when STS says.
+        let Planned {
+            targets,
+            mut hooks,
+            external,
+        } = planned;
+        // Hooks never run on a dry run.
         if !dry_run && !hooks.is_empty() {
-            hooks.set_account(
-                aws.caller_arn()
-                    .await
-                    .ok()
-                    .and_then(|arn| HookRunner::account_of(&arn)),
-            );
+            hooks.set_account(hook_account);
             engine = engine.with_after_rotate(Arc::new(hooks));
         }
-        let progress = RunProgress::new(targets.len() as u64, self.global.quiet);
         let on_done = |report: &UserReport| {
             progress.done(report);
-            if let Some(log) = &audit {
+            if let Some(log) = audit {
                 log.checkpoint();
             }
         };
-        let reports = match (external_key, targets.first()) {
+        let mut reports = match (external, targets.first()) {
             (Some(key), Some(target)) => {
                 let report = engine.hand_off_key(target, key).await;
                 on_done(&report);
@@ -510,7 +744,24 @@ impl<'a> Job<'a> {
             }
             _ => engine.rotate_many(targets, concurrency, &on_done).await,
         };
-        progress.finish();
+        if let Some(account) = account {
+            for report in &mut reports {
+                report.account = Some(account.id.clone());
+                report.account_name = Some(account.name.clone());
+            }
+        }
+        reports
+    }
+
+    /// The end of a run: the summary, the audit log closed, the notice, the exit code.
+    async fn conclude(
+        &self,
+        aws: &AwsContext,
+        reports: Vec<UserReport>,
+        failures: Vec<AccountFailure>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Result<(), Error> {
+        let dry_run = self.args.dry_run;
         let audited = match &audit {
             Some(log) => Some(log.finish().await),
             None => None,
@@ -523,7 +774,19 @@ impl<'a> Job<'a> {
                 Some(_) => &mut stderr,
                 None => &mut stdout,
             };
-            output::write_summary(out, &reports, dry_run, &aws.calls(), self.global.output)
+            let accounts = self
+                .config
+                .accounts
+                .is_some()
+                .then(|| output::account_totals(&reports, &failures));
+            output::write_summary(
+                out,
+                &reports,
+                accounts.as_deref(),
+                dry_run,
+                &aws.calls(),
+                self.global.output,
+            )
         };
         let audit_error = match &audited {
             Some(Err(e)) => Some(e.to_string()),
@@ -535,7 +798,8 @@ impl<'a> Job<'a> {
             .flat_map(|r| {
                 r.failed_hooks().map(move |h| {
                     format!(
-                        "{}: after_rotate hook {} failed (the rotation stands): {}",
+                        "{}{}: after_rotate hook {} failed (the rotation stands): {}",
+                        r.account.as_deref().map(|a| format!("{a}/")).unwrap_or_default(),
                         r.user,
                         h.hook,
                         h.error.as_deref().unwrap_or("failed")
@@ -544,6 +808,11 @@ impl<'a> Job<'a> {
             })
             .collect();
         let mut errors: Vec<String> = audit_error.into_iter().collect();
+        errors.extend(
+            failures
+                .iter()
+                .map(|f| format!("account {}: {}", f.account.id, f.error)),
+        );
         errors.extend(hook_failures.iter().cloned());
         self.notify(&reports, errors, summary).await;
         let failed = reports
@@ -554,7 +823,7 @@ impl<'a> Job<'a> {
             .iter()
             .filter(|r| r.outcome == Outcome::Busy)
             .count();
-        if failed > 0 {
+        if failed > 0 || !failures.is_empty() {
             if let Some(Err(e)) = audited {
                 // Both end in exit 1; the users' failures are the error, this one is told.
                 tracing::error!("{e}");
@@ -562,6 +831,7 @@ impl<'a> Job<'a> {
             return Err(Error::RunFailed {
                 failed,
                 total: reports.len(),
+                accounts: failures.len(),
             });
         }
         match printed {
@@ -594,6 +864,7 @@ impl<'a> Job<'a> {
         Ok(())
     }
 }
+
 
 /// This run's identity in lock tags, audit lines, notices and default CloudWatch stream
 /// names: start time and process id, so unique across runs and sortable by time.

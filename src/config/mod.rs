@@ -8,6 +8,7 @@
 //! checks of single values, [`conflicts`] the checks across sections, and [`error`] the
 //! errors; this module turns the raw file into a [`Config`].
 
+mod accounts;
 mod break_glass;
 mod conflicts;
 mod error;
@@ -22,6 +23,7 @@ mod validate;
 mod vault;
 
 pub use crate::duration::DurationSetting;
+pub use accounts::{is_account_id, AccountsConfig, OrganizationFilter};
 pub use break_glass::{Approver, BreakGlassConfig};
 pub use error::ConfigError;
 pub use hooks::{CommandHook, Hook, RestartHook, SignalHook, WorkloadKind, DEFAULT_HOOK_TIMEOUT};
@@ -108,6 +110,9 @@ pub struct Service {
     /// What runs once a new key is stored, verified and promoted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_rotate: Vec<Hook>,
+    /// The accounts of `[accounts]` it runs in; empty: every one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
 }
 
 /// Stores for every user under one IAM path (`rotate --path`).
@@ -123,6 +128,9 @@ pub struct PathPolicy {
     /// What runs once a user's new key is stored, verified and promoted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_rotate: Vec<Hook>,
+    /// The accounts of `[accounts]` it runs in; empty: every one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
 }
 
 /// Where a CloudWatch Logs copy of the audit log goes.
@@ -173,6 +181,8 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// `[break_glass]`, when present.
     pub break_glass: Option<BreakGlassConfig>,
+    /// `[accounts]`, when present: runs then go to these accounts.
+    pub accounts: Option<AccountsConfig>,
 }
 
 /// The longest `[notify] timeout`: a notice must not hold up the end of a run for long.
@@ -241,15 +251,22 @@ impl Config {
             None => Defaults::default(),
         };
         let policies = policies::check_policies(raw.policies, &defaults)?;
+        let accounts = raw.accounts.map(accounts::check).transpose()?;
+        let sections = Sections {
+            defaults: &defaults,
+            named: &policies,
+            accounts: accounts.as_ref(),
+            base_dir: &base_dir,
+        };
         let mut claims = Claims::new(locator);
         let mut services = BTreeMap::new();
         for (name, svc) in raw.services {
-            let service = check_service(&name, svc, &defaults, &policies, &base_dir, &mut claims)?;
+            let service = check_service(&name, svc, &sections, &mut claims)?;
             services.insert(service.name.clone(), service);
         }
         let mut paths = BTreeMap::new();
         for (key, section) in raw.paths {
-            let policy = check_path(&key, section, &defaults, &policies, &base_dir, &claims)?;
+            let policy = check_path(&key, section, &sections, &claims)?;
             if paths.contains_key(&policy.path) {
                 return Err(Problem::new(
                     key.span().start,
@@ -275,6 +292,7 @@ impl Config {
             audit,
             notify,
             break_glass,
+            accounts,
         })
     }
 
@@ -302,16 +320,35 @@ impl Config {
     }
 }
 
+/// What every section is checked against.
+struct Sections<'a> {
+    defaults: &'a Defaults,
+    named: &'a BTreeMap<String, NamedPolicy>,
+    accounts: Option<&'a AccountsConfig>,
+    base_dir: &'a Path,
+}
+
+impl Sections<'_> {
+    /// The placeholders a store template may use: `base`, and the account's with
+    /// `[accounts]`.
+    fn placeholders(&self, base: &[&'static str]) -> Vec<&'static str> {
+        let mut allowed = base.to_vec();
+        if self.accounts.is_some() {
+            allowed.extend(["account", "account_name"]);
+        }
+        allowed
+    }
+}
+
 /// Validate `[services.NAME]`: its name, user, policy, source and stores, and that neither
 /// its user nor any of its store locations is another service's.
 fn check_service(
     name: &Spanned<String>,
     svc: RawService,
-    defaults: &Defaults,
-    named: &BTreeMap<String, NamedPolicy>,
-    base_dir: &Path,
+    sections: &Sections<'_>,
     claims: &mut Claims<'_>,
 ) -> Result<Service, Problem> {
+    let (defaults, named, base_dir) = (sections.defaults, sections.named, sections.base_dir);
     let name_span = name.span();
     let name = name.get_ref().clone();
     if !is_valid_service_name(&name) {
@@ -338,6 +375,8 @@ fn check_service(
         ));
     }
     claims.user(&iam_user, &name, user_offset)?;
+    let owner = format!("[services.{name}]");
+    let scope = accounts::check_scope(&owner, &svc.accounts, sections.accounts)?;
     let terraform = match (svc.source, svc.terraform_dir, svc.output_prefix) {
         (KeySource::Terraform, Some(dir), Some(prefix)) if !dir.is_empty() && !prefix.is_empty() => {
             Some(TerraformSource {
@@ -361,6 +400,15 @@ fn check_service(
             ))
         }
     };
+    if let (Some(_), Some(accounts)) = (&terraform, sections.accounts) {
+        if accounts.spans_several(&scope) {
+            return Err(Problem::new(
+                user_offset,
+                format!("service '{name}' takes its key from Terraform, which holds one key, but would run in several accounts of [accounts]"),
+                "scope it to the account of its Terraform state: accounts = [\"ID\"]",
+            ));
+        }
+    }
     let region = svc.region.or_else(|| defaults.region.clone());
     let after_rotate = hooks::check_hooks(svc.after_rotate, base_dir)?;
     let stores = check_service_stores(
@@ -368,7 +416,7 @@ fn check_service(
         &name,
         &iam_user,
         region.as_deref(),
-        base_dir,
+        (sections, &scope),
         claims,
     )?;
     Ok(Service {
@@ -381,6 +429,7 @@ fn check_service(
         stores,
         terraform,
         after_rotate,
+        accounts: scope,
     })
 }
 
@@ -391,9 +440,11 @@ fn check_service_stores(
     name: &str,
     iam_user: &str,
     region: Option<&str>,
-    base_dir: &Path,
+    (sections, scope): (&Sections<'_>, &[String]),
     claims: &mut Claims<'_>,
 ) -> Result<Vec<StoreConfig>, Problem> {
+    let base_dir = sections.base_dir;
+    let allowed = sections.placeholders(&["user", "service"]);
     let values = service_values(iam_user, name);
     let expand = |template: &str| validate::expand(template, &values);
     let owner = format!("service '{name}'");
@@ -401,7 +452,8 @@ fn check_service_stores(
     for store in raw {
         let offset = store.span().start;
         let store = store.into_inner();
-        validate::check_templates(&store, offset, &["user", "service"], false)?;
+        validate::check_templates(&store, offset, &allowed, false)?;
+        accounts::check_store_scope(&owner, &store, offset, sections.accounts, scope)?;
         if let StoreConfig::File(c) = &store {
             validate::check_path_stays(&c.path, &expand).map_err(|m| {
                 Problem::new(
@@ -438,11 +490,10 @@ fn service_values<'a>(user: &'a str, service: &'a str) -> impl Fn(&str) -> Optio
 fn check_path(
     key: &Spanned<String>,
     section: RawPath,
-    defaults: &Defaults,
-    named: &BTreeMap<String, NamedPolicy>,
-    base_dir: &Path,
+    sections: &Sections<'_>,
     claims: &Claims<'_>,
 ) -> Result<PathPolicy, Problem> {
+    let (defaults, named, base_dir) = (sections.defaults, sections.named, sections.base_dir);
     let offset = key.span().start;
     let path = parse_iam_path(key.get_ref()).map_err(|m| {
         Problem::new(
@@ -459,13 +510,16 @@ fn check_path(
         offset,
     )?;
     let owner = format!("[paths.{}]", key.get_ref());
+    let scope = accounts::check_scope(&owner, &section.accounts, sections.accounts)?;
+    let allowed = sections.placeholders(&["user"]);
     let region = defaults.region.as_deref();
     let mut templates = Claims::new(claims.locator());
     let mut stores = Vec::with_capacity(section.stores.len());
     for store in section.stores {
         let store_offset = store.span().start;
         let store = store.into_inner();
-        validate::check_templates(&store, store_offset, &["user"], true)?;
+        validate::check_templates(&store, store_offset, &allowed, true)?;
+        accounts::check_store_scope(&owner, &store, store_offset, sections.accounts, &scope)?;
         validate::check_store_names(&store)
             .map_err(|(message, hint)| Problem::new(store_offset, message, hint))?;
         let summary = store.summary();
@@ -479,6 +533,7 @@ fn check_path(
         stores,
         policy,
         after_rotate,
+        accounts: scope,
     })
 }
 

@@ -124,6 +124,7 @@ section_with_policy!(RawService {
     #[serde(default)]
     after_rotate: Vec<Spanned<RawHook>>,
     policy: Option<Spanned<String>>,
+    accounts: Option<Spanned<Vec<String>>>,
 });
 
 section_with_policy!(RawPath {
@@ -132,6 +133,7 @@ section_with_policy!(RawPath {
     #[serde(default)]
     after_rotate: Vec<Spanned<RawHook>>,
     policy: Option<Spanned<String>>,
+    accounts: Option<Spanned<Vec<String>>>,
 });
 
 section_with_policy!(RawPolicy {
@@ -169,4 +171,5 @@ pub(super) struct RawConfig {
     pub audit: Option<Spanned<RawAudit>>,
     pub notify: Option<RawNotify>,
     pub break_glass: Option<Spanned<super::break_glass::RawBreakGlass>>,
+    pub accounts: Option<Spanned<super::accounts::RawAccounts>>,
 }

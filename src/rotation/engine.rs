@@ -151,6 +151,7 @@ impl Engine {
         let key_id = report.new_key.as_ref().map(|k| k.id.clone());
         for hook in &report.hooks {
             self.events.record(Event {
+                account: None,
                 user: target.user.clone(),
                 service: target.service.clone(),
                 action: "after-rotate",
@@ -373,6 +374,7 @@ impl Engine {
         result: &Result<T, E>,
     ) {
         self.events.record(Event {
+            account: None,
             user: target.user.clone(),
             service: target.service.clone(),
             action,

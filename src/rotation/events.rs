@@ -5,6 +5,9 @@ use serde::Serialize;
 /// One action the engine took (or tried) on IAM or a store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// The account, in a run over `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The IAM user acted on.
     pub user: String,
     /// The service, for `update` runs.
@@ -38,4 +41,19 @@ pub struct DiscardEvents;
 
 impl EventSink for DiscardEvents {
     fn record(&self, _event: Event) {}
+}
+
+/// Passes every event on to `inner` with the account it happened in.
+pub struct AccountEvents {
+    /// Where the events go.
+    pub inner: std::sync::Arc<dyn EventSink>,
+    /// The account's id.
+    pub account: String,
+}
+
+impl EventSink for AccountEvents {
+    fn record(&self, mut event: Event) {
+        event.account = Some(self.account.clone());
+        self.inner.record(event);
+    }
 }

@@ -69,6 +69,16 @@ impl InflightRecords {
         Some(records)
     }
 
+    /// The records of the users of `account`: user names repeat across accounts.
+    pub fn for_account(&self, account: &str) -> Self {
+        let records = InflightRecords {
+            dir: self.dir.join(account),
+            me: self.me.clone(),
+        };
+        records.prune();
+        records
+    }
+
     /// Remove records too old to claim any key that matters.
     fn prune(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {

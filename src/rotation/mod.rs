@@ -10,7 +10,7 @@ mod report;
 mod retire;
 
 pub use engine::{Engine, EngineOptions, RotateError, Target};
-pub use events::{DiscardEvents, Event, EventSink};
+pub use events::{AccountEvents, DiscardEvents, Event, EventSink};
 pub use hooks::AfterRotate;
 
 pub use inflight::InflightRecords;

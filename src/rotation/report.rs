@@ -81,6 +81,12 @@ impl From<&KeyMeta> for KeyView {
 /// The record of one user's rotation.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserReport {
+    /// The account, in a run over `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The account's name, in a run over `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
     /// The IAM user.
     pub user: String,
     /// The service, for `update`.
@@ -150,6 +156,8 @@ impl UserReport {
     /// An empty report for `user`, filled in as the run goes.
     pub fn new(user: &str, service: Option<&str>) -> Self {
         UserReport {
+            account: None,
+            account_name: None,
             user: user.to_string(),
             service: service.map(str::to_string),
             keys_before: Vec::new(),

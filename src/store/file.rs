@@ -255,7 +255,11 @@ mod tests {
     fn template_values_cannot_leave_the_directory() {
         let base = Path::new("/base");
         let open = |template: &str, user: &str, service: Option<&str>| {
-            let values = TemplateValues { user, service };
+            let values = TemplateValues {
+                user,
+                service,
+                account: None,
+            };
             FileStore::from_template(base, template, &values, FileFormat::Json)
         };
         for (template, user, service) in [

@@ -254,16 +254,23 @@ pub struct TemplateValues<'a> {
     pub user: &'a str,
     /// `{service}`; path stores have none.
     pub service: Option<&'a str>,
+    /// `{account}` and `{account_name}`: the account of a run over `[accounts]`.
+    pub account: Option<&'a crate::accounts::Account>,
 }
 
 impl TemplateValues<'_> {
     /// Replace the placeholders of `template`.
     pub fn apply(&self, template: &str) -> String {
-        let out = template.replace("{user}", self.user);
-        match self.service {
-            Some(service) => out.replace("{service}", service),
-            None => out,
+        let mut out = template.replace("{user}", self.user);
+        if let Some(service) = self.service {
+            out = out.replace("{service}", service);
         }
+        if let Some(account) = self.account {
+            out = out
+                .replace("{account_name}", &account.name)
+                .replace("{account}", &account.id);
+        }
+        out
     }
 }
 
@@ -276,9 +283,22 @@ pub struct StoreEnv {
     op: Arc<OpCli>,
     gcp: Arc<GcpAuth>,
     azure: Arc<AzureAuth>,
+    /// The account of a run over `[accounts]`, whose clients `aws` holds.
+    account: Option<crate::accounts::Account>,
 }
 
 impl StoreEnv {
+    /// The same environment for the stores of `account` (`{account}` in templates).
+    pub fn for_account(mut self, account: Option<crate::accounts::Account>) -> Self {
+        self.account = account;
+        self
+    }
+
+    /// The account of this run, if it runs over `[accounts]`.
+    pub fn account(&self) -> Option<&crate::accounts::Account> {
+        self.account.as_ref()
+    }
+
     /// The environment of a run against `aws`; relative file paths resolve against
     /// `base_dir`, and stores that take tags default to `tags` (the service's).
     pub fn new(aws: AwsContext, base_dir: PathBuf, tags: Vec<String>) -> Self {
@@ -289,6 +309,7 @@ impl StoreEnv {
             op: Arc::new(OpCli::from_env()),
             gcp: Arc::default(),
             azure: Arc::default(),
+            account: None,
         }
     }
 }

@@ -348,6 +348,7 @@ fn secrets_manager_restore_after_promotion_puts_the_labels_back() {
             &TemplateValues {
                 user: USER,
                 service: Some("pg"),
+                account: None,
             },
             &env,
         )
