@@ -21,7 +21,10 @@ pub const EXIT_GATE: u8 = 3;
 
 /// What failed in a run: users, and accounts when a run over `[accounts]` lost some.
 fn run_failure(failed: usize, total: usize, accounts: usize) -> String {
-    let users = format!("{failed} of {} failed", crate::duration::count(total, "user"));
+    let users = format!(
+        "{failed} of {} failed",
+        crate::duration::count(total, "user")
+    );
     match accounts {
         0 => users,
         n => format!(

@@ -353,7 +353,12 @@ pub fn write_summary(
         }
     }
     for r in reports.iter().filter(|r| r.outcome == Outcome::Failed) {
-        writeln!(out, "{}: {}", who(r), r.error.as_deref().unwrap_or("failed"))?;
+        writeln!(
+            out,
+            "{}: {}",
+            who(r),
+            r.error.as_deref().unwrap_or("failed")
+        )?;
     }
     for a in accounts.unwrap_or_default() {
         let name = if a.name == a.id {
@@ -362,14 +367,18 @@ pub fn write_summary(
             format!(" ({})", a.name)
         };
         match &a.error {
-            Some(e) => writeln!(out, "account {}{name}: FAILED, nothing changed there: {e}", a.id)?,
+            Some(e) => writeln!(
+                out,
+                "account {}{name}: FAILED, nothing changed there: {e}",
+                a.id
+            )?,
             None => writeln!(
                 out,
                 "account {}{name}: {}: {} {}, {} failed",
                 a.id,
                 crate::duration::count(a.users, "user"),
-                if dry_run { "planned" } else { "rotated" },
                 if dry_run { a.planned } else { a.rotated },
+                if dry_run { "planned" } else { "rotated" },
                 a.failed
             )?,
         }
@@ -472,11 +481,7 @@ pub fn write_status(
                 .map(|u| format!("{} {} {}", u.date, u.service, u.region))
                 .unwrap_or_else(|| "never".into());
             t.add_row(vec![
-                if i == 0 {
-                    user(s)
-                } else {
-                    String::new()
-                },
+                if i == 0 { user(s) } else { String::new() },
                 k.id.clone(),
                 k.role.to_string(),
                 k.status.to_string(),

@@ -107,7 +107,12 @@ fn listed_ids_are_taken_as_written_with_their_names_and_no_organizations_call() 
         fail: true,
         ..FakeOrg::default()
     };
-    let got = run(select(&config(&["111111111111", "999999999999"], None), &org, &[])).unwrap();
+    let got = run(select(
+        &config(&["111111111111", "999999999999"], None),
+        &org,
+        &[],
+    ))
+    .unwrap();
     assert_eq!(ids(&got), ["111111111111", "999999999999"]);
     assert_eq!(got[0].name, "prod");
     assert_eq!(got[1].name, "999999999999");
@@ -115,7 +120,12 @@ fn listed_ids_are_taken_as_written_with_their_names_and_no_organizations_call() 
 
 #[test]
 fn the_organization_gives_its_active_accounts_only() {
-    let got = run(select(&config(&[], Some(OrganizationFilter::default())), &org(), &[])).unwrap();
+    let got = run(select(
+        &config(&[], Some(OrganizationFilter::default())),
+        &org(),
+        &[],
+    ))
+    .unwrap();
     assert_eq!(ids(&got), ["222222222222", "333333333333", "555555555555"]);
     assert_eq!(got[0].name, "staging");
 }
@@ -155,11 +165,19 @@ fn tag_filters_need_every_included_tag_and_none_excluded() {
 
 #[test]
 fn listed_and_organization_accounts_merge_once_and_account_flags_narrow_them() {
-    let cfg = config(&["222222222222", "111111111111"], Some(OrganizationFilter::default()));
+    let cfg = config(
+        &["222222222222", "111111111111"],
+        Some(OrganizationFilter::default()),
+    );
     let got = run(select(&cfg, &org(), &[])).unwrap();
     assert_eq!(
         ids(&got),
-        ["111111111111", "222222222222", "333333333333", "555555555555"]
+        [
+            "111111111111",
+            "222222222222",
+            "333333333333",
+            "555555555555"
+        ]
     );
     let got = run(select(&cfg, &org(), &["333333333333".into()])).unwrap();
     assert_eq!(ids(&got), ["333333333333"]);
@@ -186,7 +204,12 @@ fn organizations_refusing_the_listing_says_which_permission() {
         fail: true,
         ..org()
     };
-    let e = run(select(&config(&[], Some(OrganizationFilter::default())), &org, &[])).unwrap_err();
+    let e = run(select(
+        &config(&[], Some(OrganizationFilter::default())),
+        &org,
+        &[],
+    ))
+    .unwrap_err();
     assert!(!e.is_usage());
     assert!(e.to_string().contains("organizations:ListAccounts"), "{e}");
 }
@@ -195,11 +218,14 @@ fn organizations_refusing_the_listing_says_which_permission() {
 fn callers_are_read_from_user_and_assumed_role_arns() {
     let user = Caller::from_arn("arn:aws:iam::123456789012:user/ops/alice").unwrap();
     assert_eq!(
-        (user.partition.as_str(), user.account.as_str(), user.name.as_str()),
+        (
+            user.partition.as_str(),
+            user.account.as_str(),
+            user.name.as_str()
+        ),
         ("aws", "123456789012", "alice")
     );
-    let role =
-        Caller::from_arn("arn:aws-us-gov:sts::123456789012:assumed-role/ci/run 42").unwrap();
+    let role = Caller::from_arn("arn:aws-us-gov:sts::123456789012:assumed-role/ci/run 42").unwrap();
     assert_eq!(role.partition, "aws-us-gov");
     assert_eq!(role.source_identity(), "run_42");
     assert!(Caller::from_arn("arn:aws:iam::12:user/x").is_none());

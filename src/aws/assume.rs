@@ -4,8 +4,8 @@
 
 use super::sdk::AwsContext;
 use super::AwsError;
-use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -83,7 +83,10 @@ impl AssumedRole {
             });
         match fresh {
             Some(c) => Ok(c),
-            None => self.assume().await.map_err(CredentialsError::provider_error),
+            None => self
+                .assume()
+                .await
+                .map_err(CredentialsError::provider_error),
         }
     }
 }

@@ -57,17 +57,17 @@ impl OrganizationApi for SdkOrganizations {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| AwsError::from_sdk("organizations:ListAccounts", e))?;
             for account in page.accounts() {
-            // `State` replaces `Status`; an Organization may still answer with either.
-            let active = match (account.state(), account.status()) {
-                (Some(state), _) => *state == AccountState::Active,
-                (None, Some(status)) => *status == AccountStatus::Active,
-                (None, None) => false,
-            };
-            accounts.push(OrgAccount {
-                id: account.id().unwrap_or_default().to_string(),
-                name: account.name().unwrap_or_default().to_string(),
-                active,
-            });
+                // `State` replaces `Status`; an Organization may still answer with either.
+                let active = match (account.state(), account.status()) {
+                    (Some(state), _) => *state == AccountState::Active,
+                    (None, Some(status)) => *status == AccountStatus::Active,
+                    (None, None) => false,
+                };
+                accounts.push(OrgAccount {
+                    id: account.id().unwrap_or_default().to_string(),
+                    name: account.name().unwrap_or_default().to_string(),
+                    active,
+                });
             }
         }
         Ok(accounts)
@@ -84,9 +84,13 @@ impl OrganizationApi for SdkOrganizations {
                 .into_paginator()
                 .send();
             while let Some(page) = accounts.next().await {
-                let page = page
-                    .map_err(|e| AwsError::from_sdk("organizations:ListAccountsForParent", e))?;
-                ids.extend(page.accounts().iter().filter_map(|a| a.id().map(str::to_string)));
+                let page =
+                    page.map_err(|e| AwsError::from_sdk("organizations:ListAccountsForParent", e))?;
+                ids.extend(
+                    page.accounts()
+                        .iter()
+                        .filter_map(|a| a.id().map(str::to_string)),
+                );
             }
             let mut units = self
                 .client

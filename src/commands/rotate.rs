@@ -3,6 +3,7 @@
 use super::context::{
     load_aws, no_users_at, open_target, path_settings, runtime, CredentialSource,
 };
+use crate::accounts::{self, Account, AccountFailure, Caller};
 use crate::audit::{AuditError, AuditFile, AuditLog, AuditSummary, CloudWatchSink, RunInfo};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::{GlobalArgs, RotationArgs, RunGate};
@@ -13,7 +14,6 @@ use crate::notify::RunNotice;
 use crate::output;
 use crate::policy::RotationPolicy;
 use crate::progress::RunProgress;
-use crate::accounts::{self, Account, AccountFailure, Caller};
 use crate::rotation::{
     AccountEvents, DiscardEvents, Engine, EngineOptions, EventSink, InflightRecords, Outcome,
     Target, UserReport,
@@ -473,19 +473,30 @@ impl<'a> Job<'a> {
                 None
             };
             let reports = self
-                .rotate_account(&base, planned, concurrency, &audit, &progress, None, account)
+                .rotate_account(
+                    &base,
+                    planned,
+                    concurrency,
+                    &audit,
+                    &progress,
+                    None,
+                    account,
+                )
                 .await;
             progress.finish();
             return self.conclude(&base, reports, Vec::new(), audit).await;
         };
         let caller_arn = base.caller_arn().await?;
         let caller = Caller::from_arn(&caller_arn).ok_or_else(|| {
-            Error::Usage(format!("STS names the caller {caller_arn}, which is not an IAM or STS ARN"))
+            Error::Usage(format!(
+                "STS names the caller {caller_arn}, which is not an IAM or STS ARN"
+            ))
         })?;
         let scope = subject.scope(self.config);
-        let selected = accounts::select(accounts_config, &base.organizations(), &self.args.accounts)
-            .await
-            .map_err(Error::from)?;
+        let selected =
+            accounts::select(accounts_config, &base.organizations(), &self.args.accounts)
+                .await
+                .map_err(Error::from)?;
         let selected: Vec<Account> = selected
             .into_iter()
             .filter(|a| accounts::runs_in(scope, Some(a)))
@@ -799,7 +810,10 @@ impl<'a> Job<'a> {
                 r.failed_hooks().map(move |h| {
                     format!(
                         "{}{}: after_rotate hook {} failed (the rotation stands): {}",
-                        r.account.as_deref().map(|a| format!("{a}/")).unwrap_or_default(),
+                        r.account
+                            .as_deref()
+                            .map(|a| format!("{a}/"))
+                            .unwrap_or_default(),
                         r.user,
                         h.hook,
                         h.error.as_deref().unwrap_or("failed")
@@ -864,7 +878,6 @@ impl<'a> Job<'a> {
         Ok(())
     }
 }
-
 
 /// This run's identity in lock tags, audit lines, notices and default CloudWatch stream
 /// names: start time and process id, so unique across runs and sortable by time.

@@ -2,9 +2,9 @@
 //! user, and an exit code that can gate a pipeline.
 
 use super::context::{load_aws, no_users_at, open_target, path_settings, runtime};
+use crate::accounts::{self, Account, Caller};
 use crate::aws::{AwsContext, IamApi};
 use crate::cli::GlobalArgs;
-use crate::accounts::{self, Account, Caller};
 use crate::config::{normalize_iam_path, Config, Service};
 use crate::error::Error;
 use crate::output;
@@ -66,7 +66,9 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
         };
         let caller_arn = aws.caller_arn().await?;
         let caller = Caller::from_arn(&caller_arn).ok_or_else(|| {
-            Error::Usage(format!("STS names the caller {caller_arn}, which is not an IAM or STS ARN"))
+            Error::Usage(format!(
+                "STS names the caller {caller_arn}, which is not an IAM or STS ARN"
+            ))
         })?;
         let selected = accounts::select(accounts_config, &aws.organizations(), request.accounts)
             .await
@@ -77,9 +79,10 @@ pub fn run(config: &Config, global: &GlobalArgs, request: &StatusRequest<'_>) ->
                 let (aws, caller, services, run_id) = (&aws, &caller, &services, &run_id);
                 async move {
                     let work = async {
-                        let aws = accounts::context_for(aws, caller, accounts_config, account, run_id)
-                            .await
-                            .map_err(Error::from)?;
+                        let aws =
+                            accounts::context_for(aws, caller, accounts_config, account, run_id)
+                                .await
+                                .map_err(Error::from)?;
                         let targets =
                             account_targets(config, global, services, request, &aws, Some(account))
                                 .await?;

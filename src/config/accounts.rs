@@ -318,7 +318,10 @@ pub(super) fn check_store_scope(
     }
     let (field, example) = match templates.first() {
         Some((field, template)) => (*field, format!("{field} = \"{{account}}/{template}\"")),
-        None => ("title", "title = \"AWS Access Key - {account} - {user}\"".to_string()),
+        None => (
+            "title",
+            "title = \"AWS Access Key - {account} - {user}\"".to_string(),
+        ),
     };
     Err(Problem::new(
         offset,

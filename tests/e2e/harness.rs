@@ -65,6 +65,13 @@ impl Moto {
         Self::start_with_bootstrap(Some(BOOTSTRAP_REQUESTS))
     }
 
+    /// Start moto with `extra` unauthenticated requests after the admin's: for a test that
+    /// must create what authentication would refuse (a role in another account, through
+    /// `x-moto-account-id`). The test must make exactly `extra` requests before any other.
+    pub fn start_with_extra_bootstrap(extra: u32) -> Moto {
+        Self::start_with_bootstrap(Some(BOOTSTRAP_REQUESTS + extra))
+    }
+
     /// Start moto with IAM authentication off. Only for what moto cannot do with it on:
     /// its STS session keys are fixed examples that it refuses itself under authentication.
     pub fn start_without_auth() -> Moto {

@@ -8,6 +8,7 @@ mod home;
 mod invariants;
 mod proxy;
 
+mod accounts;
 mod audit;
 mod bad_input;
 mod bench;

@@ -7,6 +7,9 @@ which throttles the same requests however fast or slow the machine is.
 
 --lose-answer ACTION:N forwards the Nth request of ACTION and then resets the connection
 instead of answering: the emulator did the work and the client never hears of it.
+--deny ACTION:TEXT answers every request of ACTION whose body contains TEXT with HTTP 403
+AccessDenied, as AWS does for what moto does not check (a role's trust policy refusing a
+cross-account AssumeRole: --deny AssumeRole:444444444444).
 It can also hold requests (--hold-nth, --hold-action): from the Nth matching request on,
 requests are not forwarded (or, with --hold-after-forward, forwarded but not answered); the
 first held one writes --hold-file, so a test can wait for that file and kill the client at
@@ -43,7 +46,7 @@ class Stats:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "forwarded": 0, "error_500": 0, "throttled": 0,
                        "reset_before": 0, "reset_after": 0, "rate_limited": 0,
-                       "throttled_every": 0, "held": 0, "in_flight": 0}
+                       "throttled_every": 0, "held": 0, "in_flight": 0, "denied": 0}
         self.by_action = {}
         self.throttled_by_action = {}
 
@@ -202,6 +205,7 @@ class LoseAnswers:
 def make_handler(args, stats, limiter, rng, rng_lock):
     throttle = CountThrottle(args.throttle_every, args.throttle_per_action)
     lose_answers = LoseAnswers(args.lose_answer)
+    denials = [tuple(d.split(":", 1)) for d in args.deny]
     hold = Hold(args.hold_nth, args.hold_action, args.hold_file)
     upstream = urlparse(args.upstream)
     local = threading.local()
@@ -273,6 +277,12 @@ def make_handler(args, stats, limiter, rng, rng_lock):
             if not limiter.allow():
                 stats.bump("rate_limited")
                 self.aws_error(400, "Throttling", "Rate exceeded")
+                return
+            denied = [text for (act, text) in denials if act == action and text.encode() in body]
+            if denied:
+                stats.bump("denied")
+                self.aws_error(403, "AccessDenied",
+                               "User is not authorized to perform: sts:AssumeRole (denied by the fault proxy for %s)" % denied[0])
                 return
             if throttle.throttle(action, self.headers):
                 stats.throttled_by_count(action)
@@ -362,6 +372,8 @@ def main():
                         help="forward held requests to the emulator and hold their answers")
     parser.add_argument("--lose-answer", action="append", default=[], metavar="ACTION:N",
                         help="forward the Nth request of ACTION, then reset instead of answering")
+    parser.add_argument("--deny", action="append", default=[], metavar="ACTION:TEXT",
+                        help="answer ACTION requests whose body contains TEXT with 403 AccessDenied")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     stats = Stats()
