@@ -499,3 +499,102 @@ fn account_settings_that_cannot_work_are_refused_before_any_aws_call() {
         .code(2);
     assert!(shown(&out).contains("12 digits"), "{}", shown(&out));
 }
+
+#[test]
+fn update_status_and_audit_carry_the_account_of_every_row() {
+    let accounts = ["222222222222", "333333333333"];
+    let moto = start(&accounts);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.toml"),
+        format!(
+            r#"[accounts]
+ids = ["222222222222", "333333333333"]
+names = {{ "333333333333" = "staging" }}
+role_name = "{ROLE}"
+
+[audit]
+path = "audit.log"
+
+[services.alice]
+iam_user = "alice"
+stores = [{{ kind = "file", path = "keys/{{account_name}}-{{service}}.json" }}]
+
+[services.bob]
+iam_user = "bob"
+accounts = ["333333333333"]
+stores = [{{ kind = "file", path = "keys/bob.json" }}]
+"#
+        ),
+    )
+    .unwrap();
+    moto.credrot(dir.path())
+        .args(["update", "alice"])
+        .assert()
+        .success();
+    for (account, file) in [
+        ("222222222222", "222222222222-alice"),
+        ("333333333333", "staging-alice"),
+    ] {
+        let key = key_of(&read_json(&dir.path().join(format!("keys/{file}.json"))));
+        assert_eq!(
+            moto.whoami(&key).unwrap(),
+            format!("arn:aws:iam::{account}:user{PATH}alice")
+        );
+    }
+    // A service scoped to one account runs there only.
+    moto.credrot(dir.path())
+        .args(["update", "bob"])
+        .assert()
+        .success();
+    assert_eq!(
+        member_keys(&moto, "222222222222", "bob").len(),
+        1,
+        "bob of 222222222222 is not in scope"
+    );
+    assert_eq!(member_keys(&moto, "333333333333", "bob").len(), 2);
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    for line in audit.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            accounts.contains(&line["account"].as_str().unwrap_or_default()),
+            "every audit line names its account: {line}"
+        );
+    }
+    moto.credrot(dir.path())
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+    let out = moto
+        .credrot(dir.path())
+        .args(["--output", "json", "status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["account"].as_str().unwrap().to_string(),
+                r["user"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("222222222222".to_string(), "alice".to_string()),
+            ("333333333333".to_string(), "alice".to_string()),
+            ("333333333333".to_string(), "bob".to_string()),
+        ]
+    );
+    let table = moto.credrot(dir.path()).args(["status"]).assert().success();
+    assert!(
+        shown(&table).contains("333333333333/bob"),
+        "{}",
+        shown(&table)
+    );
+}
