@@ -97,7 +97,10 @@ fn the_cronjob_runs_non_root_read_only_without_overlap_and_maps_exit_codes() {
     assert_eq!(spec["concurrencyPolicy"].as_str(), Some("Forbid"));
     assert!(spec["schedule"].as_str().is_some());
     let job = &spec["jobTemplate"]["spec"];
-    assert!(job["backoffLimit"].as_u64().is_some_and(|n| n >= 1), "{job:?}");
+    assert!(
+        job["backoffLimit"].as_u64().is_some_and(|n| n >= 1),
+        "{job:?}"
+    );
     // 2 and 3 fail the Job at once; 1 is retried (backoffLimit).
     let rules = job["podFailurePolicy"]["rules"].as_sequence().unwrap();
     let fail_job: Vec<u64> = rules
@@ -117,7 +120,11 @@ fn the_cronjob_runs_non_root_read_only_without_overlap_and_maps_exit_codes() {
     assert_eq!(fail_job, vec![2, 3], "{rules:?}");
 
     let (container, pod) = cronjob_container();
-    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"), "podFailurePolicy needs it");
+    assert_eq!(
+        pod["restartPolicy"].as_str(),
+        Some("Never"),
+        "podFailurePolicy needs it"
+    );
     assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     // The distroless image's nonroot user (Dockerfile: USER nonroot).
@@ -136,8 +143,15 @@ fn the_cronjob_runs_non_root_read_only_without_overlap_and_maps_exit_codes() {
 
     let env = env_of(&container);
     let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    for forbidden in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-        assert!(var(forbidden).is_none(), "credentials come from IRSA, not {forbidden}");
+    for forbidden in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        assert!(
+            var(forbidden).is_none(),
+            "credentials come from IRSA, not {forbidden}"
+        );
     }
     // CREDROT_CONFIG is the ConfigMap's services.toml, mounted read-only.
     let config = PathBuf::from(var("CREDROT_CONFIG").expect("CREDROT_CONFIG"));
@@ -299,16 +313,29 @@ fn the_workflow_is_scheduled_assumes_a_role_with_oidc_and_never_overlaps() {
         .and_then(Value::as_str)
         .is_some_and(|r| r.starts_with("arn:aws:iam::")));
     for stored in ["aws-access-key-id", "aws-secret-access-key"] {
-        assert!(with.get(stored).is_none(), "OIDC, not a stored key: {stored}");
+        assert!(
+            with.get(stored).is_none(),
+            "OIDC, not a stored key: {stored}"
+        );
     }
     let credentials_at = steps.iter().position(|s| s == aws).unwrap();
-    let rotate_at = steps.iter().position(|s| *s == rotate_step(&workflow)).unwrap();
-    assert!(credentials_at < rotate_at, "credentials before the run");
-    let text = std::fs::read_to_string(Path::new(ROOT).join("examples/github-actions/rotate.yml"))
+    let rotate_at = steps
+        .iter()
+        .position(|s| *s == rotate_step(&workflow))
         .unwrap();
+    assert!(credentials_at < rotate_at, "credentials before the run");
+    // Every command the job runs.
+    let text: String = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
     assert_no_secret_output(&words, "the workflow");
-    assert!(!text.contains("set -x"), "a traced shell would echo every command");
+    assert!(
+        !text.contains("set -x"),
+        "a traced shell would echo every command"
+    );
 }
 
 /// `${{ expr }}` in `value`, replaced from `known`; any other expression fails the test.
@@ -322,7 +349,9 @@ fn resolve(value: &str, known: &[(&str, &str)]) -> String {
         let (_, with) = known
             .iter()
             .find(|(name, _)| *name == expr)
-            .unwrap_or_else(|| panic!("the rotate step uses ${{{{ {expr} }}}}, which the test does not know"));
+            .unwrap_or_else(|| {
+                panic!("the rotate step uses ${{{{ {expr} }}}}, which the test does not know")
+            });
         out.push_str(with);
         rest = &rest[end + 2..];
     }
@@ -341,7 +370,10 @@ fn the_workflow_rotate_step_runs_on_moto_as_dispatched_and_as_scheduled() {
     let dir = tempfile::tempdir().unwrap();
     // The checked-out repository: services.toml at its root, as the ConfigMap's.
     std::fs::write(dir.path().join("services.toml"), configmap_services_toml()).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_credrot")).parent().unwrap().to_path_buf();
+    let bin = Path::new(env!("CARGO_BIN_EXE_credrot"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let run = |dry_run: &str| {
         // GitHub's `run` shell on Linux runners, in the checkout, with the role's
         // credentials in the environment (here moto's admin) and credrot on PATH.
