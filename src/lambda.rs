@@ -447,7 +447,8 @@ fn base_args(global: &GlobalArgs) -> Vec<OsString> {
 /// The Lambda Runtime API (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>),
 /// on the one HTTP client of [`crate::http`]: `next` (a long poll), `response`, `error` and
 /// `init/error`. The `lambda_runtime` crate would do the same and grew the release binary
-/// by 1.1 MB (docs/guide/scheduling.md), past credrot's size budget.
+/// by 1.1 MB (measured: 15.52 MB against 14.42 MB), past credrot's 15 MB budget; this client
+/// adds 78 KB.
 pub struct RuntimeApi {
     base: String,
     client: HttpClient,
