@@ -208,6 +208,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::break_glass::cli::BreakGlassCommand,
     },
+    /// Serve AWS Lambda events (custom runtime provided.al2023; a `bootstrap` started with no
+    /// arguments under the Lambda runtime does this by itself): each event names a command,
+    /// e.g. {"command": "rotate", "path": "P"}, and is answered with its JSON summary (see
+    /// docs/guide/scheduling.md)
+    Lambda,
     /// Work with the audit log
     Audit {
         /// What to do with it.

@@ -23,6 +23,7 @@ pub mod gitcheck;
 pub mod hooks;
 pub mod http;
 pub mod kube;
+pub mod lambda;
 mod logging;
 pub mod monitor;
 pub mod notify;
@@ -43,7 +44,12 @@ use clap::Parser;
 pub fn main() -> std::process::ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    let cli = cli::Cli::parse();
+    // A `bootstrap` started by the Lambda runtime gets no arguments: it is `credrot lambda`.
+    let cli = if lambda::started_by_runtime() {
+        cli::Cli::parse_from(["credrot", "lambda"])
+    } else {
+        cli::Cli::parse()
+    };
     logging::init(cli.global.verbose, cli.global.quiet);
     // Settings from the environment are checked before any command runs (exit 2).
     if let Err(message) = clock::init().and_then(|()| aws::Timeouts::check_env()) {

@@ -14,6 +14,8 @@ mod session;
 mod source;
 mod status;
 
+pub(crate) use context::runtime;
+
 use crate::cli::{AuditCommand, Cli, Command, GlobalArgs};
 use crate::config::Config;
 use crate::error::Error;
@@ -120,6 +122,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config = load_config(global, true)?;
             break_glass::run(&config, global, action)
         }
+        Command::Lambda => crate::lambda::run(global),
         Command::Audit {
             action: AuditCommand::Verify { path },
         } => audit::verify(global, path.as_deref(), || load_config(global, true)),

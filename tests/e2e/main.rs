@@ -21,12 +21,14 @@ mod container;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod docs;
+mod examples;
 mod faults;
 mod fs_safety;
 mod generate;
 mod git_ignore;
 mod hooks;
 mod identity;
+mod lambda;
 mod messages;
 mod monitoring;
 mod output_pipe;
