@@ -598,3 +598,44 @@ stores = [{{ kind = "file", path = "keys/bob.json" }}]
         shown(&table)
     );
 }
+
+#[test]
+fn a_lambda_event_names_the_accounts_it_rotates() {
+    let accounts = ["222222222222", "333333333333"];
+    let moto = start(&accounts);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &accounts, "");
+    let before = USERS.map(|u| member_keys(&moto, "222222222222", u));
+    let rig = super::lambda::LambdaRig::start(&moto, dir.path());
+    let summary = rig
+        .invoke(&serde_json::json!({
+            "command": "rotate",
+            "path": "PSKServiceAccounts",
+            "accounts": ["333333333333"],
+        }))
+        .unwrap();
+    assert_eq!(summary["rotated"], 2, "{summary}");
+    assert_eq!(summary["accounts"][0]["id"], "333333333333", "{summary}");
+    for user in USERS {
+        assert_stored_and_working(&moto, dir.path(), "333333333333", user);
+    }
+    assert_eq!(
+        USERS.map(|u| member_keys(&moto, "222222222222", u)),
+        before,
+        "an account not named is left alone"
+    );
+    let (kind, error) = rig
+        .invoke(&serde_json::json!({
+            "command": "rotate",
+            "path": "PSKServiceAccounts",
+            "accounts": ["999999999999"],
+        }))
+        .unwrap_err();
+    assert_eq!(kind, "credrot.Usage", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("--account 999999999999 is not one of"),
+        "{error}"
+    );
+}

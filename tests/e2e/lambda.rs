@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const PATH: &str = "/Lambda/";
 
 /// cargo-lambda's runtime emulator and credrot started under it, both stopped on drop.
-struct LambdaRig {
+pub(super) struct LambdaRig {
     port: u16,
     watch: Child,
     function: Child,
@@ -24,7 +24,7 @@ struct LambdaRig {
 
 impl LambdaRig {
     /// Start the emulator and credrot (signing as moto's admin, config `dir/services.toml`).
-    fn start(moto: &Moto, dir: &Path) -> LambdaRig {
+    pub(super) fn start(moto: &Moto, dir: &Path) -> LambdaRig {
         // `cargo lambda watch` reads a Cargo manifest even when it builds nothing: an empty
         // package keeps it from looking at (or locking) this repository.
         let manifest = tempfile::tempdir().unwrap();
@@ -103,7 +103,7 @@ impl LambdaRig {
 
     /// POST `event` to the invoke API `cargo lambda invoke` calls: the response document,
     /// or the function error's type and the JSON document of its message.
-    fn invoke(&self, event: &Value) -> Result<Value, (String, Value)> {
+    pub(super) fn invoke(&self, event: &Value) -> Result<Value, (String, Value)> {
         let body = event.to_string();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
