@@ -504,6 +504,7 @@ fn account_settings_that_cannot_work_are_refused_before_any_aws_call() {
 fn update_status_and_audit_carry_the_account_of_every_row() {
     let accounts = ["222222222222", "333333333333"];
     let moto = start(&accounts);
+    let hook = WebhookServer::start(204);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("services.toml"),
@@ -516,6 +517,9 @@ role_name = "{ROLE}"
 [audit]
 path = "audit.log"
 
+[notify]
+webhook = "{}/hook"
+
 [services.alice]
 iam_user = "alice"
 stores = [{{ kind = "file", path = "keys/{{account_name}}-{{service}}.json" }}]
@@ -524,7 +528,8 @@ stores = [{{ kind = "file", path = "keys/{{account_name}}-{{service}}.json" }}]
 iam_user = "bob"
 accounts = ["333333333333"]
 stores = [{{ kind = "file", path = "keys/bob.json" }}]
-"#
+"#,
+            hook.url
         ),
     )
     .unwrap();
@@ -542,6 +547,23 @@ stores = [{{ kind = "file", path = "keys/bob.json" }}]
             format!("arn:aws:iam::{account}:user{PATH}alice")
         );
     }
+    let notice = hook.received()[0].json();
+    let rows: Vec<(&str, &str)> = notice["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["account"].as_str().unwrap(),
+                u["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("222222222222", "rotated"), ("333333333333", "rotated")],
+        "the webhook notice names each user's account: {notice}"
+    );
     // A service scoped to one account runs there only.
     moto.credrot(dir.path())
         .args(["update", "bob"])
