@@ -772,3 +772,80 @@ stores = [{ kind = "azure-key-vault", vault_url = "https://V.vault.azure.net", n
 "#;
     assert!(error_of(text).2.contains("same location"));
 }
+
+const ACCOUNTS: &str =
+    "[accounts]\nids = [\"222222222222\", \"333333333333\"]\nrole_name = \"credrot-rotation\"\n";
+
+#[test]
+fn accounts_are_read_with_their_defaults_and_sections_scoped_to_them() {
+    let config = parse(&format!(
+        "{ACCOUNTS}\n[services.a]\niam_user = \"a\"\naccounts = [\"333333333333\"]\nstores = [{{ kind = \"file\", path = \"k/{{account_name}}.json\" }}]\n\n[paths.P]\nstores = [{{ kind = \"ssm\", prefix = \"/c/{{user}}\" }}]\n"
+    ))
+    .unwrap();
+    let accounts = config.accounts.as_ref().unwrap();
+    assert_eq!(accounts.session_duration, Duration::from_secs(3600));
+    assert_eq!((accounts.concurrency, accounts.max_in_flight), (4, 64));
+    assert!(accounts.source_identity && accounts.organization.is_none());
+    assert_eq!(config.service("a").unwrap().accounts, ["333333333333"]);
+    assert!(config.path_policy("P").unwrap().accounts.is_empty());
+}
+
+#[test]
+fn account_settings_that_cannot_work_name_their_line() {
+    for (text, line, wanted) in [
+        (
+            "[services.a]\niam_user = \"a\"\nstores = [{ kind = \"file\", path = \"{account}.json\" }]\n".to_string(),
+            3,
+            "unknown placeholder {account}",
+        ),
+        (
+            "[services.a]\niam_user = \"a\"\naccounts = [\"222222222222\"]\n".to_string(),
+            3,
+            "no [accounts] section",
+        ),
+        (
+            format!("{ACCOUNTS}[services.a]\niam_user = \"a\"\naccounts = [\"444444444444\"]\n"),
+            6,
+            "'444444444444' is not in [accounts] ids",
+        ),
+        (
+            format!("{ACCOUNTS}[services.a]\niam_user = \"a\"\nsource = \"terraform\"\nterraform_dir = \"tf\"\noutput_prefix = \"a\"\n"),
+            5,
+            "takes its key from Terraform",
+        ),
+        (
+            format!("{ACCOUNTS}[paths.P]\nstores = [{{ kind = \"1password\", vault = \"V\" }}]\n"),
+            5,
+            "has no {account}",
+        ),
+        (
+            "[accounts]\nids = [\"2222\"]\nrole_name = \"r\"\n".to_string(),
+            2,
+            "'2222' is not an AWS account id",
+        ),
+        (
+            "[accounts]\nids = [\"222222222222\"]\nexclude = [\"333333333333\"]\nrole_name = \"r\"\n".to_string(),
+            1,
+            "organization is not true",
+        ),
+        (
+            "[accounts]\norganization = true\nrole_name = \"r\"\ninclude_ous = [\"prod\"]\n".to_string(),
+            4,
+            "'prod' is not an organizational unit",
+        ),
+        (
+            "[accounts]\norganization = true\nrole_name = \"arn:aws:iam::1:role/x\"\n".to_string(),
+            3,
+            "is not an IAM role name",
+        ),
+        (
+            "[accounts]\norganization = true\nrole_name = \"r\"\nsession_duration = \"13h\"\n".to_string(),
+            4,
+            "out of range",
+        ),
+    ] {
+        let (got_line, _, message) = error_of(&text);
+        assert!(message.contains(wanted), "{text}\n=> {message}");
+        assert_eq!(got_line, line, "{text}\n=> {message}");
+    }
+}

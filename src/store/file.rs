@@ -281,4 +281,31 @@ mod tests {
         let ok = open("../shared/{user}/key.json", "app.1", None).unwrap();
         assert_eq!(ok.path, Path::new("/base/../shared/app.1/key.json"));
     }
+
+    #[test]
+    fn an_account_name_cannot_leave_the_directory_either() {
+        let open = |name: &str| {
+            let account = crate::accounts::Account {
+                id: "222222222222".into(),
+                name: name.into(),
+            };
+            let values = TemplateValues {
+                user: "alice",
+                service: None,
+                account: Some(&account),
+            };
+            FileStore::from_template(
+                Path::new("/base"),
+                "keys/{account_name}/{user}.json",
+                &values,
+                FileFormat::Json,
+            )
+        };
+        for name in ["..", ".", "a/b", ""] {
+            let err = open(name).unwrap_err();
+            assert!(err.reason.contains("would leave"), "{name:?}: {err}");
+        }
+        let ok = open("prod eu").unwrap();
+        assert_eq!(ok.path, Path::new("/base/keys/prod eu/alice.json"));
+    }
 }
