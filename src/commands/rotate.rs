@@ -435,17 +435,22 @@ impl<'a> Job<'a> {
                 }
             }
         }
+        // User names repeat across accounts: there the entries are `ACCOUNT/user`.
+        let entry = match env.account() {
+            Some(account) => format!("{}/{user}", account.id),
+            None => user.to_string(),
+        };
         let outfile = self
             .outfile
             .as_ref()
-            .map(|file| Arc::new(file.store_for(user)) as Arc<dyn SecretStore>);
+            .map(|file| Arc::new(file.store_for(&entry)) as Arc<dyn SecretStore>);
         target.stores.extend(outfile.clone());
         // Last, so that a key is printed only once every store has it and it is verified,
         // and a key that cannot be printed is rolled back like any failed store step.
         if let Some(printer) = &self.printer {
             target
                 .stores
-                .push(Arc::new(printer.store_for(user, outfile)));
+                .push(Arc::new(printer.store_for(&entry, outfile)));
         }
         target
     }

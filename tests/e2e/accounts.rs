@@ -195,10 +195,24 @@ fn three_member_accounts_rotate_in_one_run_each_with_its_own_clients_and_stores(
         .flat_map(|a| USERS.map(|u| member_keys(&moto, a, u)))
         .collect();
 
-    let out = rotate(&moto, dir.path()).output().unwrap();
+    let out = rotate(&moto, dir.path())
+        .args(["-o", "keys.json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rotated"], 6, "{summary}");
+    // The same user name in three accounts: one -o entry each, named ACCOUNT/user.
+    let outfile = read_json(&dir.path().join("keys.json"));
+    assert_eq!(outfile.as_object().unwrap().len(), 6, "{outfile}");
+    for account in accounts {
+        for user in USERS {
+            assert_eq!(
+                key_of(&outfile[format!("{account}/{user}")]),
+                file_key(dir.path(), account, user)
+            );
+        }
+    }
     let totals = summary["accounts"].as_array().unwrap();
     assert_eq!(totals.len(), 3, "{summary}");
     for (total, account) in totals.iter().zip(accounts) {
