@@ -310,3 +310,40 @@ fn a_failed_rotation_is_a_function_error_carrying_the_summary() {
     assert_eq!(moto.keys("bad-user"), vec![(bad_key.id.clone(), true)]);
     assert_no_secret(&document.to_string(), &[&good], "the function error");
 }
+
+/// An `update` event rotates one service; the invocation's deadline
+/// (`Lambda-Runtime-Deadline-Ms`, which `cargo lambda watch` sets from its timeout) becomes
+/// the run's `--time-limit` unless the event gives its own.
+#[test]
+fn an_update_event_rotates_one_service_within_the_invocations_deadline() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    moto.create_user("lambda-svc", PATH);
+    let old = moto.create_key("lambda-svc", true);
+    moto.put_ssm_key("/lambda/svc", &old);
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[services.svc]\niam_user = \"lambda-svc\"\nstores = [{ kind = \"ssm\", prefix = \"/lambda/svc\" }]\n",
+    )
+    .unwrap();
+    let rig = LambdaRig::start(&moto, dir.path());
+
+    let summary = rig
+        .invoke(&json!({"command": "update", "service": "svc"}))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", rig.log()));
+    assert_eq!(summary["rotated"], 1, "{summary}");
+    let (new, _) = moto.ssm_key("/lambda/svc").unwrap();
+    assert_ne!(new.id, old.id);
+    moto.assert_key_works_for(&new, "lambda-svc");
+    let log = rig.log();
+    let run = log
+        .lines()
+        .find(|l| l.contains("running credrot") && l.contains("update"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(run.contains("--time-limit "), "{run}");
+
+    // The event's own limit is used as given.
+    rig.invoke(&json!({"command": "update", "service": "svc", "time_limit": "5m"}))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", rig.log()));
+    assert!(rig.log().contains("--time-limit 5m"), "{}", rig.log());
+}
