@@ -10,7 +10,7 @@ use crate::profile::{
     self, LazyKey, ProfileError, ProfileKey, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN,
 };
 use crate::session::cache::{CacheKey, SessionCache};
-use crate::session::user::{Propagating, SdkUserSession};
+use crate::session::user::{FileLedger, KeyLedger, Propagating, SdkUserSession};
 use crate::session::{
     self, Format, Mfa, SdkSts, SessionKind, SessionRequest, TemporaryCredentials,
 };
@@ -116,6 +116,7 @@ pub(super) fn obtain(
         match &args.user {
             Some(user) => session::user::session_for_user(
                 &SdkUserSession::new(aws),
+                ledger().as_ref(),
                 user,
                 &request,
                 Propagating {
@@ -137,6 +138,30 @@ pub(super) fn obtain(
         }
     }
     Ok(credentials)
+}
+
+/// Where `--user` records its short-lived keys until they are deleted.
+fn ledger() -> Box<dyn KeyLedger> {
+    match FileLedger::default_location() {
+        Some(ledger) => Box::new(ledger),
+        None => Box::new(NoLedger),
+    }
+}
+
+/// No state directory: nothing is recorded (a crash then leaves the key for the user to
+/// delete; the warning of the failed record says so).
+struct NoLedger;
+
+impl KeyLedger for NoLedger {
+    fn pending(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn add(&self, _: &str, key_id: &str) {
+        tracing::warn!(
+            "no state directory to record the short-lived key {key_id} in; set CREDROT_STATE_DIR"
+        );
+    }
+    fn remove(&self, _: &str, _: &str) {}
 }
 
 /// The key that seals cache entries: the profile key when the profile is encrypted.

@@ -103,16 +103,93 @@ pub struct Propagating {
     pub interval: Duration,
 }
 
+/// The short-lived keys this host created and has not deleted yet, by user: what a run
+/// killed between `CreateAccessKey` and `DeleteAccessKey` left behind, for the next run to
+/// delete. Holds key ids only.
+pub trait KeyLedger: Send + Sync {
+    /// The recorded key ids of `user`.
+    fn pending(&self, user: &str) -> Vec<String>;
+    /// Record `key_id` of `user`; failing only loses the clean-up after a crash.
+    fn add(&self, user: &str, key_id: &str);
+    /// Forget `key_id` of `user`.
+    fn remove(&self, user: &str, key_id: &str);
+}
+
+/// The ledger as files: `<dir>/<user>.<key id>`, empty. IAM user names
+/// (`[A-Za-z0-9+=,.@_-]`) and key ids are valid file names.
+#[derive(Debug, Clone)]
+pub struct FileLedger {
+    dir: std::path::PathBuf,
+}
+
+impl FileLedger {
+    /// `$CREDROT_STATE_DIR/user-sessions`, else `~/.local/state/credrot/user-sessions`; None
+    /// when no directory can be named.
+    pub fn default_location() -> Option<FileLedger> {
+        let dir = match std::env::var_os("CREDROT_STATE_DIR") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => dirs::state_dir()
+                .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?
+                .join("credrot"),
+        };
+        Some(FileLedger::at(dir.join("user-sessions")))
+    }
+
+    /// A ledger in `dir`.
+    pub fn at(dir: std::path::PathBuf) -> FileLedger {
+        FileLedger { dir }
+    }
+}
+
+impl KeyLedger for FileLedger {
+    fn pending(&self, user: &str) -> Vec<String> {
+        let prefix = format!("{user}.");
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix(&prefix)
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    fn add(&self, user: &str, key_id: &str) {
+        use std::os::unix::fs::DirBuilderExt;
+        let written = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .and_then(|()| std::fs::File::create(self.dir.join(format!("{user}.{key_id}"))));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot record the short-lived key {key_id} in {}: if credrot is killed before deleting it, delete it by hand: {e}",
+                self.dir.display()
+            );
+        }
+    }
+
+    fn remove(&self, user: &str, key_id: &str) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{user}.{key_id}")));
+    }
+}
+
 /// A session for `user`: create a short-lived key for it, let that key make the session,
 /// delete the key. The key never outlives this call unless deleting it fails, and then the
-/// error names it and the command that deletes it.
+/// error names it and the command that deletes it; or unless the process is killed, and then
+/// `ledger` names it and the next call for `user` deletes it first.
 pub async fn session_for_user(
     api: &dyn UserSessionApi,
+    ledger: &dyn KeyLedger,
     user: &str,
     request: &SessionRequest,
     propagating: Propagating,
 ) -> Result<TemporaryCredentials, SessionError> {
-    let keys = api
+    let mut keys = api
         .manager_list_keys(user)
         .await
         .map_err(|e| match e.kind {
@@ -121,6 +198,23 @@ pub async fn session_for_user(
             },
             _ => SessionError::Sts(e),
         })?;
+    for left in ledger.pending(user) {
+        // Key ids are unique across AWS: a recorded id that the user has is the one this
+        // host created, never one of the user's own.
+        if keys.contains(&left) {
+            tracing::warn!(user, key = %left, "deleting the short-lived key an interrupted run left");
+            delete(api, user, &left)
+                .await
+                .map_err(|e| SessionError::UserKeyLeft {
+                    user: user.to_string(),
+                    key_id: left.clone(),
+                    error: e.to_string(),
+                    earlier: None,
+                })?;
+            keys.retain(|k| *k != left);
+        }
+        ledger.remove(user, &left);
+    }
     if keys.len() >= 2 {
         // Never delete or borrow one of the user's own keys to make room.
         return Err(SessionError::UserKeyLimit {
@@ -129,12 +223,15 @@ pub async fn session_for_user(
         });
     }
     let key = api.manager_create_key(user).await?;
+    ledger.add(user, &key.id);
     tracing::info!(user, key = %key.id, "created a short-lived access key");
+    fail::fail_point!("user-session-after-create", |_| crate::failpoints::crash());
     let outcome = with_key(api, user, &key, request, propagating).await;
     // Deleted whatever happened above: the key was only ever a means to the session.
     let deleted = delete(api, user, &key.id).await;
     match (outcome, deleted) {
         (Ok(credentials), Ok(())) => {
+            ledger.remove(user, &key.id);
             tracing::info!(user, key = %key.id, "deleted the short-lived access key");
             Ok(credentials)
         }
@@ -144,10 +241,13 @@ pub async fn session_for_user(
             error: e.to_string(),
             earlier: outcome.err().map(|e| e.to_string()),
         }),
-        (Err(e), Ok(())) => Err(SessionError::UserKeyDeleted {
-            key_id: key.id.clone(),
-            source: Box::new(e),
-        }),
+        (Err(e), Ok(())) => {
+            ledger.remove(user, &key.id);
+            Err(SessionError::UserKeyDeleted {
+                key_id: key.id.clone(),
+                source: Box::new(e),
+            })
+        }
     }
 }
 
@@ -348,6 +448,72 @@ mod tests {
         }
     }
 
+    /// The ledger in memory.
+    #[derive(Default)]
+    struct Ledger(Mutex<Vec<(String, String)>>);
+
+    impl KeyLedger for Ledger {
+        fn pending(&self, user: &str) -> Vec<String> {
+            let entries = self.0.lock().unwrap();
+            entries
+                .iter()
+                .filter(|(u, _)| u == user)
+                .map(|(_, k)| k.clone())
+                .collect()
+        }
+        fn add(&self, user: &str, key_id: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((user.to_string(), key_id.to_string()));
+        }
+        fn remove(&self, user: &str, key_id: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .retain(|(u, k)| !(u == user && k == key_id));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_an_interrupted_run_left_is_deleted_first_and_only_that_one() {
+        let fake = Fake::with_users(&[("admin", 1)]);
+        // A killed run created AKIANEW1 and recorded it; a stale record names a key gone.
+        let left = fake.manager_create_key("admin").await.unwrap();
+        let ledger = Ledger::default();
+        ledger.add("admin", &left.id);
+        ledger.add("admin", "AKIAGONE");
+        ledger.add("other", "AKIAOWNadmin0");
+        fake.calls.lock().unwrap().clear();
+        session_for_user(&fake, &ledger, "admin", &request(), QUICK)
+            .await
+            .unwrap();
+        assert_eq!(fake.key_ids("admin"), ["AKIAOWNadmin0"]);
+        assert_eq!(
+            *ledger.0.lock().unwrap(),
+            [("other".to_string(), "AKIAOWNadmin0".to_string())],
+            "admin's records are settled; another user's record is not acted on"
+        );
+        let deletes = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == "DeleteAccessKey")
+            .count();
+        assert_eq!(deletes, 2, "the left key, then the new one");
+    }
+
+    #[tokio::test]
+    async fn a_failed_deletion_stays_in_the_ledger() {
+        let fake = Fake::with_users(&[("admin", 0)]).refusing("DeleteAccessKey");
+        let ledger = Ledger::default();
+        assert!(session_for_user(&fake, &ledger, "admin", &request(), QUICK)
+            .await
+            .is_err());
+        assert_eq!(ledger.pending("admin"), ["AKIANEW1"]);
+    }
+
     fn request() -> SessionRequest {
         SessionRequest::for_other_user(None, None).unwrap()
     }
@@ -361,7 +527,7 @@ mod tests {
     async fn the_session_is_the_users_and_the_key_is_deleted() {
         let fake = Fake::with_users(&[("admin", 1)]);
         *fake.unpropagated.lock().unwrap() = 2;
-        let session = session_for_user(&fake, "admin", &request(), QUICK)
+        let session = session_for_user(&fake, &Ledger::default(), "admin", &request(), QUICK)
             .await
             .unwrap();
         assert_eq!(session.key.id, "ASIAadmin");
@@ -390,7 +556,7 @@ mod tests {
     async fn every_failure_after_creation_deletes_the_key() {
         for call in ["GetCallerIdentity", "GetSessionToken"] {
             let fake = Fake::with_users(&[("admin", 0)]).refusing(call);
-            let err = session_for_user(&fake, "admin", &request(), QUICK)
+            let err = session_for_user(&fake, &Ledger::default(), "admin", &request(), QUICK)
                 .await
                 .unwrap_err();
             assert!(matches!(err, SessionError::UserKeyDeleted { .. }), "{err}");
@@ -404,16 +570,18 @@ mod tests {
             timeout: Duration::from_millis(20),
             interval: Duration::from_millis(5),
         };
-        assert!(session_for_user(&fake, "admin", &request(), quick)
-            .await
-            .is_err());
+        assert!(
+            session_for_user(&fake, &Ledger::default(), "admin", &request(), quick)
+                .await
+                .is_err()
+        );
         assert!(fake.key_ids("admin").is_empty());
     }
 
     #[tokio::test]
     async fn a_failed_deletion_names_the_key_left_behind() {
         let fake = Fake::with_users(&[("admin", 0)]).refusing("DeleteAccessKey");
-        let err = session_for_user(&fake, "admin", &request(), QUICK)
+        let err = session_for_user(&fake, &Ledger::default(), "admin", &request(), QUICK)
             .await
             .unwrap_err()
             .to_string();
@@ -427,7 +595,7 @@ mod tests {
     #[tokio::test]
     async fn a_user_with_two_keys_or_none_at_all_is_refused_before_any_change() {
         let fake = Fake::with_users(&[("admin", 2)]);
-        let err = session_for_user(&fake, "admin", &request(), QUICK)
+        let err = session_for_user(&fake, &Ledger::default(), "admin", &request(), QUICK)
             .await
             .unwrap_err();
         assert!(matches!(err, SessionError::UserKeyLimit { .. }), "{err}");
@@ -435,7 +603,7 @@ mod tests {
         assert_eq!(fake.key_ids("admin").len(), 2);
         assert_eq!(*fake.calls.lock().unwrap(), ["ListAccessKeys"]);
 
-        let err = session_for_user(&fake, "ghost", &request(), QUICK)
+        let err = session_for_user(&fake, &Ledger::default(), "ghost", &request(), QUICK)
             .await
             .unwrap_err();
         assert!(matches!(err, SessionError::NoSuchUser { .. }), "{err}");

@@ -341,3 +341,61 @@ fn session_cache_of_an_encrypted_profile_is_sealed_reused_and_a_miss_under_anoth
     assert_eq!(sts_calls(), 2, "the new entry is reused");
     assert_eq!(std::fs::read_dir(home.session_cache()).unwrap().count(), 1);
 }
+
+#[test]
+fn session_user_killed_after_creating_the_key_leaves_it_for_the_next_run_to_delete() {
+    let (moto, manager, own) = setup();
+    let home = manager_home(&manager);
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let out = home
+        .credrot_at(&proxy.endpoint)
+        .env("FAILPOINTS", "user-session-after-create=return")
+        .args(["session", "--profile", "usermanager", "--user", "admin"])
+        .assert()
+        .failure();
+    assert!(out.get_output().stdout.is_empty());
+    let left: Vec<String> = key_ids(&moto, "admin")
+        .into_iter()
+        .filter(|k| *k != own.id)
+        .collect();
+    assert_eq!(left.len(), 1, "SIGKILLed with the short-lived key in IAM");
+    let records: Vec<String> = std::fs::read_dir(home.path().join(".credrot-state/user-sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        records,
+        [format!("admin.{}", left[0])],
+        "a record with no secret"
+    );
+
+    // admin has two keys now, its own and the left one: the next run deletes the left one
+    // first (only that one) and goes on.
+    let out = home
+        .credrot_at(&proxy.endpoint)
+        .args(["session", "--profile", "usermanager", "--user", "admin"])
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    assert!(
+        stderr_of(&out).contains("interrupted run left"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(key_ids(&moto, "admin"), [own.id.clone()]);
+    let deleted: Vec<String> = calls(&proxy, "DeleteAccessKey")
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert!(
+        deleted[0].contains(&format!("AccessKeyId={}", left[0])),
+        "{deleted:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(home.path().join(".credrot-state/user-sessions"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
