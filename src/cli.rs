@@ -299,8 +299,10 @@ pub enum CredentialFormat {
 pub enum ProfileCommand {
     /// List the profiles of the credentials file and whether each is encrypted
     List,
-    /// Show one profile's key id (decrypting it if needed); the secret only with --reveal
-    /// (iam-sorry's --show-decrypted), the stored ciphertext with --stored (--show-encrypted)
+    /// Show one profile's key id (decrypting it if needed); the secret only with --reveal, the
+    /// stored ciphertext with --stored
+    ///
+    /// --reveal is iam-sorry's --show-decrypted, --stored its --show-encrypted.
     Show {
         /// The profile, as in [NAME] of the credentials file
         #[arg(id = "profile_name", value_name = "PROFILE")]
@@ -316,9 +318,13 @@ pub enum ProfileCommand {
         #[command(flatten)]
         ssh: SshKeyArgs,
     },
-    /// Print `export AWS_ACCESS_KEY_ID=...` lines of a profile's key (decrypted if needed), for
-    /// `eval "$(credrot profile env NAME)"` (iam-sorry's --eval). Refused when stdout is a
-    /// terminal, so the secret is not left on screen, unless --force-tty
+    /// Print `export` lines of a profile's key for `eval "$(credrot profile env NAME)"`
+    /// (iam-sorry's --eval)
+    ///
+    /// Prints `export AWS_ACCESS_KEY_ID=...` and `export AWS_SECRET_ACCESS_KEY=...` (and the
+    /// session token, if the profile holds one; else `unset AWS_SESSION_TOKEN ...`), decrypted
+    /// in memory if the profile is encrypted. Refused when stdout is a terminal, so the secret
+    /// is not left on screen, unless --force-tty
     Env {
         /// The profile, as in [NAME] of the credentials file
         #[arg(id = "profile_name", value_name = "PROFILE")]
