@@ -62,7 +62,10 @@ fn key_ids(moto: &Moto, user: &str) -> Vec<String> {
 
 /// `admin`'s key ids, as IAM lists them, at the moment the hook runs (from the proxy's
 /// thread, so with its own runtime and client).
-fn keys_when_called(moto: &Moto) -> (Box<dyn Fn() + Send + Sync>, Arc<Mutex<Vec<String>>>) {
+/// A proxy hook, and what it saw.
+type Snapshot = (Box<dyn Fn() + Send + Sync>, Arc<Mutex<Vec<String>>>);
+
+fn keys_when_called(moto: &Moto) -> Snapshot {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let config = moto.sdk_config(&moto.admin);
     let hook = {
@@ -141,7 +144,7 @@ fn session_user_is_made_by_a_short_lived_key_of_the_user_which_is_then_deleted()
     assert!(params(&deleted[0]).contains(&format!("AccessKeyId={short_lived}")));
     assert_eq!(
         key_ids(&moto, "admin"),
-        [own.id.clone()],
+        vec![own.id.clone()],
         "only its own key is left"
     );
     moto.assert_key_works_for(&own, "admin");
@@ -192,7 +195,7 @@ fn session_user_deletes_the_short_lived_key_when_a_later_step_fails() {
     assert!(stderr.contains("GetSessionToken"), "{stderr}");
     assert!(stderr.contains("was deleted again"), "{stderr}");
     assert!(out.get_output().stdout.is_empty());
-    assert_eq!(key_ids(&moto, "admin"), [own.id.clone()]);
+    assert_eq!(key_ids(&moto, "admin"), vec![own.id.clone()]);
     assert!(
         !home.session_cache().exists()
             || std::fs::read_dir(home.session_cache()).unwrap().count() == 0,
@@ -382,7 +385,7 @@ fn session_user_killed_after_creating_the_key_leaves_it_for_the_next_run_to_dele
         "{}",
         stderr_of(&out)
     );
-    assert_eq!(key_ids(&moto, "admin"), [own.id.clone()]);
+    assert_eq!(key_ids(&moto, "admin"), vec![own.id.clone()]);
     let deleted: Vec<String> = calls(&proxy, "DeleteAccessKey")
         .iter()
         .map(|s| s.body.clone())
