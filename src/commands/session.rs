@@ -116,7 +116,7 @@ pub(super) fn obtain(
         match &args.user {
             Some(user) => session::user::session_for_user(
                 &SdkUserSession::new(aws),
-                ledger().as_ref(),
+                ledger(profile.as_deref().unwrap_or_default()).as_ref(),
                 user,
                 &request,
                 Propagating {
@@ -140,9 +140,9 @@ pub(super) fn obtain(
     Ok(credentials)
 }
 
-/// Where `--user` records its short-lived keys until they are deleted.
-fn ledger() -> Box<dyn KeyLedger> {
-    match FileLedger::default_location() {
+/// Where `--user` records the short-lived keys `manager` creates until they are deleted.
+fn ledger(manager: &str) -> Box<dyn KeyLedger> {
+    match FileLedger::default_location(manager) {
         Some(ledger) => Box::new(ledger),
         None => Box::new(NoLedger),
     }

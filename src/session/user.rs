@@ -18,6 +18,7 @@ use super::{Mfa, SdkSts, SessionError, SessionRequest, StsApi, TemporaryCredenti
 use crate::aws::{AwsContext, AwsError, AwsErrorKind, IamApi, KeyVerifier, Propagation, SdkIam};
 use crate::secret::AccessKey;
 use async_trait::async_trait;
+use sha2::Digest;
 use std::time::Duration;
 
 /// The calls of a session for another user. Calls named `manager_*` are signed by the
@@ -115,24 +116,32 @@ pub trait KeyLedger: Send + Sync {
     fn remove(&self, user: &str, key_id: &str);
 }
 
-/// The ledger as files: `<dir>/<user>.<key id>`, empty. IAM user names
-/// (`[A-Za-z0-9+=,.@_-]`) and key ids are valid file names.
+/// The ledger as files: `<dir>/<manager>/<user>.<key id>`, empty. IAM user names
+/// (`[A-Za-z0-9+=,.@_-]`) and key ids are valid file names; `<manager>` is a hash of the
+/// manager profile's name, since user names repeat across the accounts managers serve and a
+/// record must only be settled against the account its key was created in.
 #[derive(Debug, Clone)]
 pub struct FileLedger {
     dir: std::path::PathBuf,
 }
 
 impl FileLedger {
+    /// The records of `manager` (a profile name, empty for environment keys) under
     /// `$CREDROT_STATE_DIR/user-sessions`, else `~/.local/state/credrot/user-sessions`; None
     /// when no directory can be named.
-    pub fn default_location() -> Option<FileLedger> {
+    pub fn default_location(manager: &str) -> Option<FileLedger> {
         let dir = match std::env::var_os("CREDROT_STATE_DIR") {
             Some(dir) => std::path::PathBuf::from(dir),
             None => dirs::state_dir()
                 .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?
                 .join("credrot"),
         };
-        Some(FileLedger::at(dir.join("user-sessions")))
+        let manager: String = sha2::Sha256::digest(manager.as_bytes())
+            .iter()
+            .take(10)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Some(FileLedger::at(dir.join("user-sessions").join(manager)))
     }
 
     /// A ledger in `dir`.
