@@ -151,19 +151,52 @@ fn session_user_is_made_by_a_short_lived_key_of_the_user_which_is_then_deleted()
     let stderr = stderr_of(&out);
     assert!(!stderr.contains(&manager.secret), "{stderr}");
 
+    // At the most verbose level stderr holds no secret either: neither the manager's nor the
+    // session's (the short-lived key's secret is gone with the key; its id is logged).
+    let traced = home
+        .credrot_at(&proxy.endpoint)
+        .args([
+            "-vvv",
+            "session",
+            "--profile",
+            "usermanager",
+            "--user",
+            "admin",
+        ])
+        .args(["--no-cache", "--format", "json"])
+        .assert()
+        .success();
+    let traced_doc: serde_json::Value =
+        serde_json::from_slice(&traced.get_output().stdout).unwrap();
+    let trace = stderr_of(&traced);
+    assert!(
+        trace.contains("created a short-lived access key"),
+        "{trace}"
+    );
+    for secret in [
+        manager.secret.as_str(),
+        traced_doc["SecretAccessKey"].as_str().unwrap(),
+        traced_doc["SessionToken"].as_str().unwrap(),
+    ] {
+        assert!(!trace.contains(secret), "a secret on stderr at -vvv");
+    }
+    assert_eq!(key_ids(&moto, "admin"), vec![own.id.clone()]);
+    let created_before = calls(&proxy, "CreateAccessKey").len();
+    let sessions_before = calls(&proxy, "GetSessionToken").len();
+
     // The session is cached (sealed with the manager profile's key): no new key next time.
     let again = session();
     assert_eq!(again.get_output().stdout, out.get_output().stdout);
-    assert_eq!(calls(&proxy, "CreateAccessKey").len(), 1);
-    assert_eq!(calls(&proxy, "GetSessionToken").len(), 1);
+    assert_eq!(calls(&proxy, "CreateAccessKey").len(), created_before);
+    assert_eq!(calls(&proxy, "GetSessionToken").len(), sessions_before);
     // The manager's own session is another entry.
     home.credrot_at(&proxy.endpoint)
         .args(["session", "--profile", "usermanager", "--format", "json"])
         .assert()
         .success();
-    assert_eq!(calls(&proxy, "GetSessionToken").len(), 2);
+    assert_eq!(calls(&proxy, "GetSessionToken").len(), sessions_before + 1);
     assert_eq!(
-        calls(&proxy, "GetSessionToken")[1].signer,
+        calls(&proxy, "GetSessionToken")[sessions_before].signer,
         manager.id,
         "without --user the manager's own session"
     );
