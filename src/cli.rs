@@ -246,7 +246,7 @@ pub struct SshKeyArgs {
 #[derive(Debug, Args)]
 pub struct SessionArgs {
     /// How long the credentials last: 15m to 36h (with --role-arn up to 12h)
-    /// [default: 12h, with --role-arn 1h]
+    /// [default: 12h, with --role-arn 1h, with --user 36h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Serial number or ARN of your MFA device
@@ -258,6 +258,15 @@ pub struct SessionArgs {
     /// Assume this role (STS AssumeRole) instead of GetSessionToken
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// A session of this other IAM user, made by the profile (a manager allowed to create and
+    /// delete the user's access keys): a short-lived key for NAME signs GetSessionToken and
+    /// is deleted again, always. Refused when NAME has two keys already (iam-sorry's
+    /// `--profile MANAGER NAME`)
+    #[arg(long, value_name = "NAME", conflicts_with = "role_arn")]
+    pub user: Option<String>,
+    /// With --user: how long to wait for IAM to accept the short-lived key (1s to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = verify_timeout, requires = "user")]
+    pub verify_timeout: Duration,
     /// Session name for --role-arn, shown in CloudTrail
     #[arg(
         long,
@@ -290,14 +299,39 @@ pub enum CredentialFormat {
 pub enum ProfileCommand {
     /// List the profiles of the credentials file and whether each is encrypted
     List,
-    /// Show one profile's key id (decrypting it if needed); the secret only with --reveal
+    /// Show one profile's key id (decrypting it if needed); the secret only with --reveal, the
+    /// stored ciphertext with --stored
+    ///
+    /// --reveal is iam-sorry's --show-decrypted, --stored its --show-encrypted.
     Show {
         /// The profile, as in [NAME] of the credentials file
         #[arg(id = "profile_name", value_name = "PROFILE")]
         profile: String,
-        /// Also print the secret access key
-        #[arg(long)]
+        /// Also print the secret access key (and session token), decrypted
+        #[arg(long, conflicts_with = "stored")]
         reveal: bool,
+        /// Print the values exactly as stored in the file (ciphertext when encrypted); decrypts
+        /// nothing and needs no SSH key
+        #[arg(long)]
+        stored: bool,
+        /// The SSH key.
+        #[command(flatten)]
+        ssh: SshKeyArgs,
+    },
+    /// Print `export` lines of a profile's key for `eval "$(credrot profile env NAME)"`
+    /// (iam-sorry's --eval)
+    ///
+    /// Prints `export AWS_ACCESS_KEY_ID=...` and `export AWS_SECRET_ACCESS_KEY=...` (and the
+    /// session token, if the profile holds one; else `unset AWS_SESSION_TOKEN ...`), decrypted
+    /// in memory if the profile is encrypted. Refused when stdout is a terminal, so the secret
+    /// is not left on screen, unless --force-tty
+    Env {
+        /// The profile, as in [NAME] of the credentials file
+        #[arg(id = "profile_name", value_name = "PROFILE")]
+        profile: String,
+        /// Print even when stdout is a terminal
+        #[arg(long)]
+        force_tty: bool,
         /// The SSH key.
         #[command(flatten)]
         ssh: SshKeyArgs,

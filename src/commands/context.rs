@@ -139,6 +139,16 @@ pub async fn aws_context(
     region: Option<String>,
     ssh_key: Option<&Path>,
 ) -> Result<AwsContext, Error> {
+    aws_context_with(global, region, &mut LazyKey::new(ssh_key)).await
+}
+
+/// [`aws_context`] with a profile key the caller shares (e.g. with the session cache), so
+/// the SSH key is asked at most once per command.
+pub async fn aws_context_with(
+    global: &GlobalArgs,
+    region: Option<String>,
+    keys: &mut LazyKey,
+) -> Result<AwsContext, Error> {
     let source = CredentialSource::of(global);
     source.check_exists()?;
     let encrypted = match (&source.profile, source.profile_signs) {
@@ -158,7 +168,7 @@ pub async fn aws_context(
         return Ok(aws);
     };
     let credentials = stored
-        .decrypt(&mut LazyKey::new(ssh_key))
+        .decrypt(keys)
         .map_err(|e| encrypted_error(&stored.name, e))?;
     tracing::debug!(profile = %stored.name, key = %credentials.key.id, "decrypted the profile");
     Ok(aws.with_credentials(
@@ -168,6 +178,19 @@ pub async fn aws_context(
             .as_ref()
             .map(secrecy::ExposeSecret::expose_secret),
     ))
+}
+
+/// The profile that signs for `global`, as stored, when credrot (or another tool) encrypted
+/// it; None for a plain profile or none at all.
+pub fn encrypted_source(global: &GlobalArgs) -> Result<Option<StoredProfile>, Error> {
+    match CredentialSource::of(global) {
+        CredentialSource {
+            profile: Some(name),
+            profile_signs: true,
+            ..
+        } => encrypted_profile(&name),
+        _ => Ok(None),
+    }
 }
 
 /// The profile as stored in the credentials file, when credrot (or another tool) encrypted it.
@@ -183,7 +206,7 @@ fn encrypted_profile(name: &str) -> Result<Option<StoredProfile>, Error> {
 }
 
 /// A profile that could not be decrypted, saying plainly that it is encrypted and what to do.
-fn encrypted_error(name: &str, e: ProfileError) -> Error {
+pub fn encrypted_error(name: &str, e: ProfileError) -> Error {
     match e {
         // Already names the fix (import-iam-sorry).
         ProfileError::Foreign { .. } => e.into(),

@@ -1,4 +1,4 @@
-//! `credrot profile list|show|encrypt|decrypt|import-iam-sorry`.
+//! `credrot profile list|show|env|encrypt|decrypt|import-iam-sorry`.
 
 use crate::cli::{GlobalArgs, OutputFormat, ProfileCommand, SshKeyArgs};
 use crate::credentials_file::CredentialsFile;
@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::output;
 use crate::profile::{self, cipher::ValueKind, Change, LazyKey, ProfileError};
 use secrecy::ExposeSecret;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 /// Run one `profile` subcommand.
 pub(super) fn run(global: &GlobalArgs, action: &ProfileCommand) -> Result<(), Error> {
@@ -17,8 +17,33 @@ pub(super) fn run(global: &GlobalArgs, action: &ProfileCommand) -> Result<(), Er
         ProfileCommand::Show {
             profile,
             reveal,
+            stored: true,
+            ..
+        } => {
+            debug_assert!(!reveal, "clap refuses --reveal with --stored");
+            show_stored(&file, profile, global.output, &mut out)
+        }
+        ProfileCommand::Show {
+            profile,
+            reveal,
+            stored: false,
             ssh,
         } => show(&file, profile, *reveal, ssh, global.output, &mut out),
+        ProfileCommand::Env {
+            profile,
+            force_tty,
+            ssh,
+        } => {
+            if !force_tty && std::io::stdout().is_terminal() {
+                return Err(Error::Usage(format!(
+                    "refusing to print the secret of profile [{profile}] to a terminal: run `eval \"$(credrot profile env {profile})\"`, or add --force-tty to see it on screen"
+                )));
+            }
+            let credentials = profile::load(&file, profile)?.decrypt(&mut keys(ssh))?;
+            out.write_all(profile::env_lines(&credentials).as_bytes())?;
+            out.flush()?;
+            Ok(())
+        }
         ProfileCommand::Encrypt { profile, ssh } => {
             let mut keys = keys(ssh);
             let change = profile::encrypt(&file, profile, &mut keys)?;
@@ -116,11 +141,7 @@ fn show(
 ) -> Result<(), Error> {
     let stored = profile::load(file, name)?;
     let credentials = stored.decrypt(&mut keys(ssh))?;
-    let state = match stored.kind() {
-        ValueKind::Plain => "plain",
-        ValueKind::Credrot => "encrypted",
-        ValueKind::Foreign => "foreign",
-    };
+    let state = state_of(&stored);
     let secret = reveal.then(|| credentials.key.expose().to_string());
     if format == OutputFormat::Json {
         output::write_json(
@@ -158,4 +179,43 @@ fn show(
         )?;
     }
     Ok(())
+}
+
+/// `show --stored`: the values as the file holds them; nothing is decrypted.
+fn show_stored(
+    file: &CredentialsFile,
+    name: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let stored = profile::load(file, name)?;
+    let fields: Vec<(&str, &str)> = profile::CREDENTIAL_FIELDS
+        .iter()
+        .filter_map(|field| stored.raw(field).map(|value| (*field, value)))
+        .collect();
+    if format == OutputFormat::Json {
+        let mut document = serde_json::Map::new();
+        document.insert("profile".into(), name.into());
+        document.insert("file".into(), file.path().display().to_string().into());
+        document.insert("stored".into(), state_of(&stored).into());
+        for (field, value) in &fields {
+            document.insert((*field).into(), (*value).into());
+        }
+        output::write_json(out, &serde_json::Value::Object(document))?;
+        return Ok(());
+    }
+    // The file's own form, so it reads like the section in ~/.aws/credentials.
+    writeln!(out, "[{name}]")?;
+    for (field, value) in fields {
+        writeln!(out, "{field} = {value}")?;
+    }
+    Ok(())
+}
+
+fn state_of(stored: &profile::StoredProfile) -> &'static str {
+    match stored.kind() {
+        ValueKind::Plain => "plain",
+        ValueKind::Credrot => "encrypted",
+        ValueKind::Foreign => "foreign",
+    }
 }

@@ -1,18 +1,22 @@
 //! `credrot session`: temporary credentials from STS, printed or written to a profile; and
 //! [`obtain`], shared with `exec`.
 
-use super::context::{aws_context, CredentialSource};
+use super::context::{aws_context_with, encrypted_error, encrypted_source, CredentialSource};
 use super::source::{effective_profile, runtime};
 use crate::cli::{CredentialFormat, GlobalArgs, SessionArgs};
 use crate::credentials_file::{CredentialsFile, Document};
 use crate::error::Error;
-use crate::profile::{self, ProfileError, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN};
+use crate::profile::{
+    self, LazyKey, ProfileError, ProfileKey, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN,
+};
 use crate::session::cache::{CacheKey, SessionCache};
+use crate::session::user::{FileLedger, KeyLedger, Propagating, SdkUserSession};
 use crate::session::{
     self, Format, Mfa, SdkSts, SessionKind, SessionRequest, TemporaryCredentials,
 };
 use secrecy::ExposeSecret;
 use std::io::Write;
+use std::time::Duration;
 
 /// Run `credrot session`.
 pub(super) fn run(
@@ -47,18 +51,12 @@ pub(super) fn run(
 }
 
 /// Temporary credentials for the request in `args`: from the cache when a fresh session is
-/// there, else from STS (and then cached).
+/// there, else from STS (and then cached; sealed with the profile key when the profile that
+/// signs is encrypted).
 pub(super) fn obtain(
     global: &GlobalArgs,
     args: &SessionArgs,
 ) -> Result<TemporaryCredentials, Error> {
-    let kind = match &args.role_arn {
-        Some(role_arn) => SessionKind::AssumeRole {
-            role_arn: role_arn.clone(),
-            session_name: args.role_session_name.clone(),
-        },
-        None => SessionKind::SessionToken,
-    };
     let mfa = match (&args.mfa_serial, &args.token_code) {
         (Some(serial), Some(code)) => Some(Mfa {
             serial: serial.clone(),
@@ -66,7 +64,21 @@ pub(super) fn obtain(
         }),
         _ => None,
     };
-    let request = SessionRequest::new(kind, args.duration, mfa)?;
+    let request = match (&args.role_arn, &args.user) {
+        (_, Some(_)) => SessionRequest::for_other_user(args.duration, mfa)?,
+        (Some(role_arn), None) => SessionRequest::new(
+            SessionKind::AssumeRole {
+                role_arn: role_arn.clone(),
+                session_name: args.role_session_name.clone(),
+            },
+            args.duration,
+            mfa,
+        )?,
+        (None, None) => SessionRequest::new(SessionKind::SessionToken, args.duration, mfa)?,
+    };
+    if let Some(user) = &args.user {
+        check_user_name(user)?;
+    }
     // The cache is keyed by the profile that signs; environment keys that win over
     // AWS_PROFILE are part of the fingerprint instead.
     let source = CredentialSource::of(global);
@@ -78,30 +90,109 @@ pub(super) fn obtain(
     };
     let key = CacheKey::new(
         profile.as_deref().unwrap_or_default(),
-        &fingerprint(global, &request, profile.is_none()),
+        &fingerprint(global, args, &request, profile.is_none()),
     );
-    if let Some(hit) = cache.as_ref().and_then(|c| c.load(&key)) {
+    let mut keys = LazyKey::new(args.ssh.ssh_key.as_deref());
+    // An encrypted profile's sessions are sealed with its key; deriving it here is no extra
+    // prompt, since a miss needs it to decrypt the profile anyway (the key is shared).
+    let encrypted = match &cache {
+        Some(_) => encrypted_source(global)?,
+        None => None,
+    };
+    if let Some(stored) = &encrypted {
+        keys.get()
+            .map_err(|e| encrypted_error(&stored.name, ProfileError::Key(e)))?;
+    }
+    let sealed = encrypted.is_some();
+    if let Some(hit) = cache
+        .as_ref()
+        .and_then(|c| c.load(&key, seal(sealed, &keys)))
+    {
         tracing::info!(key = %hit.key.id, "using cached session credentials");
         return Ok(hit);
     }
     let credentials = runtime()?.block_on(async {
-        let aws = aws_context(global, global.region.clone(), args.ssh.ssh_key.as_deref()).await?;
-        session::request(&SdkSts::new(&aws), &request)
+        let aws = aws_context_with(global, global.region.clone(), &mut keys).await?;
+        match &args.user {
+            Some(user) => session::user::session_for_user(
+                &SdkUserSession::new(aws),
+                ledger(profile.as_deref().unwrap_or_default()).as_ref(),
+                user,
+                &request,
+                Propagating {
+                    timeout: args.verify_timeout,
+                    interval: Duration::from_secs(1),
+                },
+            )
             .await
-            .map_err(Error::from)
+            .map_err(Error::from),
+            None => session::request(&SdkSts::new(&aws), &request)
+                .await
+                .map_err(Error::from),
+        }
     })?;
     if let Some(cache) = &cache {
         // A cache that cannot be written only costs the next run an STS call.
-        if let Err(e) = cache.store(&key, &credentials) {
+        if let Err(e) = cache.store(&key, &credentials, seal(sealed, &keys)) {
             tracing::warn!("cannot cache the session in {}: {e}", cache.dir().display());
         }
     }
     Ok(credentials)
 }
 
+/// Where `--user` records the short-lived keys `manager` creates until they are deleted.
+fn ledger(manager: &str) -> Box<dyn KeyLedger> {
+    match FileLedger::default_location(manager) {
+        Some(ledger) => Box::new(ledger),
+        None => Box::new(NoLedger),
+    }
+}
+
+/// No state directory: nothing is recorded (a crash then leaves the key for the user to
+/// delete; the warning of the failed record says so).
+struct NoLedger;
+
+impl KeyLedger for NoLedger {
+    fn pending(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn add(&self, _: &str, key_id: &str) {
+        tracing::warn!(
+            "no state directory to record the short-lived key {key_id} in; set CREDROT_STATE_DIR"
+        );
+    }
+    fn remove(&self, _: &str, _: &str) {}
+}
+
+/// The key that seals cache entries: the profile key when the profile is encrypted.
+fn seal(sealed: bool, keys: &LazyKey) -> Option<&ProfileKey> {
+    keys.ready_key().filter(|_| sealed)
+}
+
+/// Refuse, before any AWS call, a `--user` that no IAM user can be called.
+fn check_user_name(user: &str) -> Result<(), Error> {
+    // IAM: 1 to 64 characters of letters, digits and +=,.@_-.
+    let valid = (1..=64).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--user {user:?} is not an IAM user name: 1 to 64 letters, digits or +=,.@_-"
+        )))
+    }
+}
+
 /// Everything besides the profile that makes another session: the request, where it goes,
 /// and, without a profile, which key from the environment asks.
-fn fingerprint(global: &GlobalArgs, request: &SessionRequest, from_environment: bool) -> String {
+fn fingerprint(
+    global: &GlobalArgs,
+    args: &SessionArgs,
+    request: &SessionRequest,
+    from_environment: bool,
+) -> String {
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let mut parts = vec![
         format!("{:?}", request.kind),
@@ -116,6 +207,10 @@ fn fingerprint(global: &GlobalArgs, request: &SessionRequest, from_environment: 
         env("AWS_ENDPOINT_URL_STS"),
         global.region.clone().unwrap_or_default(),
     ];
+    if let Some(user) = &args.user {
+        // Another user's session is another entry, never the manager's own.
+        parts.push(format!("user={user}"));
+    }
     if from_environment {
         parts.push(env("AWS_ACCESS_KEY_ID"));
     }

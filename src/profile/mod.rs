@@ -320,6 +320,11 @@ impl LazyKey {
         self.key.as_ref().map(|k| k.fingerprint.as_str())
     }
 
+    /// The key if it was derived already; never asks for it.
+    pub fn ready_key(&self) -> Option<&ProfileKey> {
+        self.key.as_ref()
+    }
+
     /// The key, derived now if needed.
     pub fn get(&mut self) -> Result<&ProfileKey, KeyError> {
         if self.key.is_none() {
@@ -349,6 +354,25 @@ pub fn plain_all(credentials: &ProfileCredentials) -> Vec<(&'static str, String)
         .into_iter()
         .map(|(field, value)| (field, value.to_string()))
         .collect()
+}
+
+/// `export` lines of a profile's credentials for `eval` in a POSIX shell. A long-lived key
+/// also unsets the session variables a previous `eval "$(credrot session)"` may have left,
+/// since the SDKs would send a stale token along with the key and be refused.
+pub fn env_lines(credentials: &ProfileCredentials) -> String {
+    let mut lines = format!(
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\n",
+        crate::session::shell_quote(&credentials.key.id),
+        crate::session::shell_quote(credentials.key.expose())
+    );
+    match &credentials.session_token {
+        Some(token) => lines.push_str(&format!(
+            "export AWS_SESSION_TOKEN={}\n",
+            crate::session::shell_quote(token.expose_secret())
+        )),
+        None => lines.push_str("unset AWS_SESSION_TOKEN AWS_CREDENTIAL_EXPIRATION\n"),
+    }
+    lines
 }
 
 /// A summary line of `profile list`.
@@ -560,6 +584,25 @@ aws_secret_access_key = work-secret  # rotated in May
             decrypt(&file, "work", &mut key()).unwrap(),
             Change::Unchanged
         );
+    }
+
+    #[test]
+    fn env_lines_quote_values_and_clear_a_stale_session() {
+        let long_lived = ProfileCredentials {
+            key: AccessKey::new("AKIAWORK", "it's/secret+="),
+            session_token: None,
+        };
+        assert_eq!(
+            env_lines(&long_lived),
+            "export AWS_ACCESS_KEY_ID='AKIAWORK'\n\
+             export AWS_SECRET_ACCESS_KEY='it'\\''s/secret+='\n\
+             unset AWS_SESSION_TOKEN AWS_CREDENTIAL_EXPIRATION\n"
+        );
+        let temporary = ProfileCredentials {
+            session_token: Some(SecretString::from("tok".to_string())),
+            ..long_lived
+        };
+        assert!(env_lines(&temporary).ends_with("export AWS_SESSION_TOKEN='tok'\n"));
     }
 
     #[test]

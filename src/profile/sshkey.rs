@@ -117,9 +117,9 @@ impl ProfileKey {
         &self.bytes
     }
 
-    /// A key from raw bytes (tests of the cipher).
+    /// A key from raw bytes (tests of the cipher and the session cache).
     #[cfg(test)]
-    pub(super) fn from_bytes(bytes: [u8; 32]) -> ProfileKey {
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> ProfileKey {
         ProfileKey {
             bytes: Zeroizing::new(bytes),
             fingerprint: "test".into(),

@@ -4,8 +4,15 @@
 //! One 0600 JSON file per (profile, request) under `<user cache dir>/credrot/sessions/`,
 //! reused until [`REFRESH_MARGIN`] before the credentials expire. The file name is made of
 //! hashes, so it reveals neither the profile nor the role.
+//!
+//! When the profile that signs is encrypted (`credrot profile encrypt`), its entries are
+//! sealed with the same profile key ([`crate::profile::cipher`], bound to the entry's file
+//! name): the session's secret and token are then no easier to read on disk than the
+//! long-lived key they came from. Reading such an entry needs the SSH key again (silent with
+//! ssh-agent); an entry that does not open (another SSH key, altered) is a cache miss.
 
 use super::{rfc3339, TemporaryCredentials};
+use crate::profile::{cipher, ProfileKey};
 use crate::secret::AccessKey;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -33,6 +40,11 @@ impl CacheKey {
         }
     }
 
+    /// The associated data of a sealed entry: an entry copied to another file does not open.
+    fn seal_field(&self) -> String {
+        format!("session-cache/{}", self.file_name())
+    }
+
     fn file_name(&self) -> String {
         format!(
             "{}-{}.json",
@@ -48,6 +60,19 @@ fn short_hash(text: &str) -> String {
         .take(10)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// What a cache file holds: an entry in plain JSON, or sealed with the profile key.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    /// `{"Sealed": "__encrypted__:..."}`: an [`Entry`]'s JSON, encrypted.
+    Sealed {
+        #[serde(rename = "Sealed")]
+        sealed: String,
+    },
+    /// The entry itself (plain profiles).
+    Plain(Entry),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -82,9 +107,11 @@ impl SessionCache {
         &self.dir
     }
 
-    /// Cached credentials for `key` that stay valid for more than [`REFRESH_MARGIN`].
-    /// Anything unreadable, loose or stale is ignored: the cache only ever saves a call.
-    pub fn load(&self, key: &CacheKey) -> Option<TemporaryCredentials> {
+    /// Cached credentials for `key` that stay valid for more than [`REFRESH_MARGIN`]; with
+    /// `seal`, only an entry sealed with that profile key counts, without it only a plain one.
+    /// Anything unreadable, loose, stale or sealed otherwise is ignored: the cache only ever
+    /// saves a call.
+    pub fn load(&self, key: &CacheKey, seal: Option<&ProfileKey>) -> Option<TemporaryCredentials> {
         let path = self.dir.join(key.file_name());
         let metadata = std::fs::metadata(&path).ok()?;
         if !is_private(&metadata) {
@@ -94,9 +121,26 @@ impl SessionCache {
             );
             return None;
         }
-        let entry: Entry = serde_json::from_slice(&std::fs::read(&path).ok()?)
+        let stored: Stored = serde_json::from_slice(&std::fs::read(&path).ok()?)
             .map_err(|e| tracing::debug!("ignoring {}: {e}", path.display()))
             .ok()?;
+        let entry = match (stored, seal) {
+            (Stored::Plain(entry), None) => entry,
+            (Stored::Sealed { sealed }, Some(profile_key)) => {
+                let json = cipher::decrypt(profile_key, &key.profile, &key.seal_field(), &sealed)
+                    .map_err(|e| tracing::info!("ignoring the cached session: {e}"))
+                    .ok()?;
+                serde_json::from_str(&json)
+                    .map_err(|e| tracing::debug!("ignoring {}: {e}", path.display()))
+                    .ok()?
+            }
+            // The profile was encrypted or decrypted since: fetch anew, and the entry is
+            // rewritten the way the profile is stored now.
+            (Stored::Plain(_), Some(_)) | (Stored::Sealed { .. }, None) => {
+                tracing::debug!("ignoring {}: stored unlike its profile", path.display());
+                return None;
+            }
+        };
         let expiration: SystemTime = humantime::parse_rfc3339(&entry.expiration).ok()?;
         if expiration < SystemTime::now() + REFRESH_MARGIN {
             tracing::debug!("cached session expires at {}: refreshing", entry.expiration);
@@ -109,8 +153,13 @@ impl SessionCache {
         })
     }
 
-    /// Store `credentials` for `key` (0600, atomically).
-    pub fn store(&self, key: &CacheKey, credentials: &TemporaryCredentials) -> std::io::Result<()> {
+    /// Store `credentials` for `key` (0600, atomically), sealed with `seal` when given.
+    pub fn store(
+        &self,
+        key: &CacheKey,
+        credentials: &TemporaryCredentials,
+        seal: Option<&ProfileKey>,
+    ) -> std::io::Result<()> {
         create_private_dir(&self.dir)?;
         let entry = Entry {
             access_key_id: credentials.key.id.clone(),
@@ -118,8 +167,16 @@ impl SessionCache {
             session_token: credentials.token.expose_secret().to_string(),
             expiration: rfc3339(credentials.expiration),
         };
-        let bytes =
-            zeroize::Zeroizing::new(serde_json::to_vec(&entry).map_err(std::io::Error::other)?);
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_string(&entry).map_err(std::io::Error::other)?);
+        let bytes = match seal {
+            None => json.as_bytes().to_vec(),
+            Some(profile_key) => serde_json::to_vec(&Stored::Sealed {
+                sealed: cipher::encrypt(profile_key, &key.profile, &key.seal_field(), &json),
+            })
+            .map_err(std::io::Error::other)?,
+        };
+        let bytes = zeroize::Zeroizing::new(bytes);
         crate::fsutil::write_private_atomic(&self.dir.join(key.file_name()), &bytes)
     }
 
@@ -175,11 +232,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = SessionCache::at(dir.path().join("sessions"));
         let key = CacheKey::new("work", "GetSessionToken 43200");
-        assert!(cache.load(&key).is_none());
+        assert!(cache.load(&key, None).is_none());
         cache
-            .store(&key, &creds(Duration::from_secs(3600)))
+            .store(&key, &creds(Duration::from_secs(3600)), None)
             .unwrap();
-        let loaded = cache.load(&key).unwrap();
+        let loaded = cache.load(&key, None).unwrap();
         assert_eq!(loaded.key, AccessKey::new("ASIA1", "secret"));
         assert_eq!(loaded.token.expose_secret(), "token");
         let file = std::fs::read_dir(cache.dir())
@@ -190,11 +247,43 @@ mod tests {
         assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!file.file_name().to_string_lossy().contains("work"));
         assert!(cache
-            .load(&CacheKey::new("work", "GetSessionToken 900"))
+            .load(&CacheKey::new("work", "GetSessionToken 900"), None)
             .is_none());
         assert!(cache
-            .load(&CacheKey::new("play", "GetSessionToken 43200"))
+            .load(&CacheKey::new("play", "GetSessionToken 43200"), None)
             .is_none());
+    }
+
+    #[test]
+    fn sealed_entries_hide_the_secrets_and_open_only_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SessionCache::at(dir.path());
+        let key = CacheKey::new("work", "r");
+        let right = ProfileKey::from_bytes([1; 32]);
+        let wrong = ProfileKey::from_bytes([2; 32]);
+        let hour = Duration::from_secs(3600);
+        cache.store(&key, &creds(hour), Some(&right)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(key.file_name())).unwrap();
+        for secret in ["ASIA1", "secret", "token"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(cache.load(&key, Some(&right)).unwrap().key.id, "ASIA1");
+        assert!(
+            cache.load(&key, Some(&wrong)).is_none(),
+            "another key: a miss"
+        );
+        assert!(cache.load(&key, None).is_none(), "the profile is plain now");
+        // An entry copied under another profile's name does not open either.
+        let other = CacheKey::new("play", "r");
+        std::fs::copy(
+            dir.path().join(key.file_name()),
+            dir.path().join(other.file_name()),
+        )
+        .unwrap();
+        assert!(cache.load(&other, Some(&right)).is_none());
+        // A plain entry is not trusted for an encrypted profile.
+        cache.store(&key, &creds(hour), None).unwrap();
+        assert!(cache.load(&key, Some(&right)).is_none());
     }
 
     #[test]
@@ -203,19 +292,22 @@ mod tests {
         let cache = SessionCache::at(dir.path());
         let key = CacheKey::new("work", "r");
         cache
-            .store(&key, &creds(REFRESH_MARGIN - Duration::from_secs(30)))
+            .store(&key, &creds(REFRESH_MARGIN - Duration::from_secs(30)), None)
             .unwrap();
-        assert!(cache.load(&key).is_none(), "expires within the margin");
+        assert!(
+            cache.load(&key, None).is_none(),
+            "expires within the margin"
+        );
 
         cache
-            .store(&key, &creds(Duration::from_secs(3600)))
+            .store(&key, &creds(Duration::from_secs(3600)), None)
             .unwrap();
         let path = dir.path().join(key.file_name());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(cache.load(&key).is_none(), "readable by others");
+        assert!(cache.load(&key, None).is_none(), "readable by others");
         std::fs::write(&path, "{").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(cache.load(&key).is_none(), "broken");
+        assert!(cache.load(&key, None).is_none(), "broken");
     }
 
     #[test]
@@ -224,16 +316,16 @@ mod tests {
         let cache = SessionCache::at(dir.path());
         let hour = Duration::from_secs(3600);
         cache
-            .store(&CacheKey::new("work", "a"), &creds(hour))
+            .store(&CacheKey::new("work", "a"), &creds(hour), None)
             .unwrap();
         cache
-            .store(&CacheKey::new("work", "b"), &creds(hour))
+            .store(&CacheKey::new("work", "b"), &creds(hour), None)
             .unwrap();
         cache
-            .store(&CacheKey::new("play", "a"), &creds(hour))
+            .store(&CacheKey::new("play", "a"), &creds(hour), None)
             .unwrap();
         assert_eq!(cache.forget_profile("work").unwrap(), 2);
-        assert!(cache.load(&CacheKey::new("play", "a")).is_some());
+        assert!(cache.load(&CacheKey::new("play", "a"), None).is_some());
         assert_eq!(
             SessionCache::at(dir.path().join("none"))
                 .forget_profile("x")

@@ -2,6 +2,7 @@
 //! and a per-profile cache ([`cache`]) so repeated runs do not call STS every time.
 
 pub mod cache;
+pub mod user;
 
 use crate::aws::{AwsContext, AwsError, AwsErrorKind};
 use crate::secret::AccessKey;
@@ -20,6 +21,8 @@ pub const MAX_ASSUME_ROLE_DURATION: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_SESSION_TOKEN_DURATION: Duration = Duration::from_secs(12 * 3600);
 /// STS's default `AssumeRole` duration.
 pub const DEFAULT_ASSUME_ROLE_DURATION: Duration = Duration::from_secs(3600);
+/// The default of a session for another user (`--user`): iam-sorry's, the longest STS grants.
+pub const DEFAULT_USER_SESSION_DURATION: Duration = MAX_SESSION_TOKEN_DURATION;
 
 /// Why temporary credentials could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +47,66 @@ pub enum SessionError {
     /// STS refused or failed.
     #[error(transparent)]
     Sts(#[from] AwsError),
+    /// `--user` names no IAM user.
+    #[error("IAM user {user} does not exist (ListAccessKeys said NoSuchEntity); nothing was changed; user names are case-sensitive: check with 'aws iam get-user --user-name {user}'")]
+    NoSuchUser {
+        /// The user.
+        user: String,
+    },
+    /// `--user` names a user with two access keys, so no short-lived one can be created.
+    #[error("IAM user {user} already has two access keys ({keys}), so credrot cannot create the short-lived key that makes its session; nothing was changed and none of its keys is touched. Delete a key it no longer uses, or run `credrot session` with that user's own profile")]
+    UserKeyLimit {
+        /// The user.
+        user: String,
+        /// Its key ids.
+        keys: String,
+    },
+    /// The short-lived key authenticated as someone else.
+    #[error(
+        "the short-lived key created for {user} authenticates as {arn}, not as IAM user {user}"
+    )]
+    NotTheUser {
+        /// The user.
+        user: String,
+        /// Who it is.
+        arn: String,
+    },
+    /// A step after the short-lived key was created failed; the key was deleted again.
+    #[error("{source}; the short-lived key {key_id} was deleted again")]
+    UserKeyDeleted {
+        /// The short-lived key.
+        key_id: String,
+        /// What failed.
+        source: Box<SessionError>,
+    },
+    /// The short-lived key could not be deleted: it must be deleted by hand.
+    #[error("the short-lived access key {key_id} of {user} could not be deleted ({error}){}; no session was printed. Delete the key: aws iam delete-access-key --user-name {user} --access-key-id {key_id}", earlier.as_ref().map(|e| format!(", after: {e}")).unwrap_or_default())]
+    UserKeyLeft {
+        /// The user.
+        user: String,
+        /// The key left in IAM.
+        key_id: String,
+        /// Why deleting failed.
+        error: String,
+        /// What failed before, if anything did.
+        earlier: Option<String>,
+    },
 }
 
 impl SessionError {
-    /// Whether the user must fix the command line (exit 2).
+    /// Whether the user must fix the command line or the user's keys (exit 2): nothing was
+    /// created then.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, SessionError::Sts(_))
+        match self {
+            SessionError::Duration { .. }
+            | SessionError::TokenCode
+            | SessionError::NoSuchUser { .. }
+            | SessionError::UserKeyLimit { .. } => true,
+            SessionError::Sts(_)
+            | SessionError::NotTheUser { .. }
+            | SessionError::UserKeyDeleted { .. }
+            | SessionError::UserKeyLeft { .. } => false,
+        }
     }
 }
 
@@ -123,20 +180,38 @@ impl SessionRequest {
         duration: Option<Duration>,
         mfa: Option<Mfa>,
     ) -> Result<SessionRequest, SessionError> {
-        let (api, max, default) = match kind {
-            SessionKind::SessionToken => (
-                "GetSessionToken",
-                MAX_SESSION_TOKEN_DURATION,
-                DEFAULT_SESSION_TOKEN_DURATION,
-            ),
-            SessionKind::AssumeRole { .. } => (
-                "AssumeRole",
-                MAX_ASSUME_ROLE_DURATION,
-                DEFAULT_ASSUME_ROLE_DURATION,
-            ),
+        let default = match kind {
+            SessionKind::SessionToken => DEFAULT_SESSION_TOKEN_DURATION,
+            SessionKind::AssumeRole { .. } => DEFAULT_ASSUME_ROLE_DURATION,
+        };
+        SessionRequest::checked(kind, duration.unwrap_or(default), mfa)
+    }
+
+    /// A `GetSessionToken` request signed by another user's short-lived key (`--user`): 36h
+    /// unless `duration` says otherwise, as iam-sorry does. Own sessions keep STS's 12h
+    /// default, so existing scripts do not get longer-lived credentials unasked.
+    pub fn for_other_user(
+        duration: Option<Duration>,
+        mfa: Option<Mfa>,
+    ) -> Result<SessionRequest, SessionError> {
+        SessionRequest::checked(
+            SessionKind::SessionToken,
+            duration.unwrap_or(DEFAULT_USER_SESSION_DURATION),
+            mfa,
+        )
+    }
+
+    fn checked(
+        kind: SessionKind,
+        duration: Duration,
+        mfa: Option<Mfa>,
+    ) -> Result<SessionRequest, SessionError> {
+        let (api, max) = match kind {
+            SessionKind::SessionToken => ("GetSessionToken", MAX_SESSION_TOKEN_DURATION),
+            SessionKind::AssumeRole { .. } => ("AssumeRole", MAX_ASSUME_ROLE_DURATION),
         };
         // STS counts whole seconds; a sub-second remainder is dropped, not an error.
-        let duration = Duration::from_secs(duration.unwrap_or(default).as_secs());
+        let duration = Duration::from_secs(duration.as_secs());
         if duration < MIN_DURATION || duration > max {
             return Err(SessionError::Duration {
                 asked: crate::duration::human(duration),
@@ -350,7 +425,7 @@ pub fn render(credentials: &TemporaryCredentials, format: Format) -> String {
 
 /// Single-quote for POSIX shells: tokens hold `/`, `+` and `=`, which are safe today, but
 /// `eval` must never see an unquoted value.
-fn shell_quote(value: &str) -> String {
+pub(crate) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 

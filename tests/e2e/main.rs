@@ -40,6 +40,7 @@ mod rotate_path;
 mod rotate_profile;
 mod schedule;
 mod session_exec;
+mod session_user;
 mod snapshots;
 mod staged;
 mod status;

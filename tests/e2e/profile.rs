@@ -457,3 +457,156 @@ fn an_iam_sorry_profile_is_imported_into_credrots_scheme() {
     assert_eq!(decrypted, key);
     moto.assert_key_works_for(&decrypted, "dave");
 }
+
+#[test]
+fn profile_env_exports_an_encrypted_long_lived_key_for_eval() {
+    let moto = Moto::start();
+    let (home, key) = setup(&moto, "dave");
+    home.protected_key();
+    home.credrot()
+        .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
+        .args(["profile", "encrypt", "work"])
+        .assert()
+        .success();
+    // iam-sorry's `eval $(iam-sorry --eval work)`: the key reaches a shell and the real AWS
+    // CLI signs with it; a stale session token from earlier is unset.
+    let script = format!(
+        "export AWS_SESSION_TOKEN=stale; eval \"$('{}' profile env work)\" && printf '%s|%s|%s\\n' \"$AWS_ACCESS_KEY_ID\" \"$AWS_SECRET_ACCESS_KEY\" \"${{AWS_SESSION_TOKEN-unset}}\" && '{}' sts get-caller-identity --output json --endpoint-url '{}'",
+        env!("CARGO_BIN_EXE_credrot"),
+        aws_cli(),
+        moto.endpoint
+    );
+    let out = home
+        .command("sh")
+        .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["-c", &script])
+        .assert()
+        .success();
+    let stdout = stdout_of(&out);
+    let (vars, identity) = stdout.split_once('\n').unwrap();
+    assert_eq!(vars, format!("{}|{}|unset", key.id, key.secret));
+    let identity: serde_json::Value = serde_json::from_str(identity).unwrap();
+    assert!(
+        identity["Arn"].as_str().unwrap().ends_with("/dave"),
+        "{identity}"
+    );
+    assert!(!stderr_of(&out).contains(&key.secret));
+
+    // Values that need quoting survive eval.
+    home.write_credentials(
+        "[odd]\naws_access_key_id = AKIAODD\naws_secret_access_key = it's $HOME `x`\n",
+    );
+    let out = home
+        .command("sh")
+        .args(["-c"])
+        .arg(format!(
+            "eval \"$('{}' profile env odd)\" && printf '%s' \"$AWS_SECRET_ACCESS_KEY\"",
+            env!("CARGO_BIN_EXE_credrot")
+        ))
+        .assert()
+        .success();
+    assert_eq!(stdout_of(&out), "it's $HOME `x`");
+}
+
+#[test]
+fn profile_env_refuses_a_terminal_unless_forced() {
+    let home = Home::new();
+    home.write_credentials(
+        "[work]\naws_access_key_id = AKIATTY\naws_secret_access_key = tty-secret\n",
+    );
+    let at_a_terminal = |extra: &str| {
+        let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
+        let out = home
+            .command("python3")
+            .args([
+                driver,
+                "--",
+                env!("CARGO_BIN_EXE_credrot"),
+                "profile",
+                "env",
+                "work",
+            ])
+            .args(extra.split_whitespace())
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            out.status.code(),
+        )
+    };
+    let (screen, code) = at_a_terminal("");
+    assert_eq!(code, Some(2), "{screen}");
+    assert!(
+        screen.contains("refusing to print the secret of profile [work] to a terminal"),
+        "{screen}"
+    );
+    assert!(screen.contains("--force-tty"), "{screen}");
+    assert!(!screen.contains("tty-secret"), "{screen}");
+    let (screen, code) = at_a_terminal("--force-tty");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("export AWS_SECRET_ACCESS_KEY='tty-secret'"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn profile_show_stored_prints_the_ciphertext_without_the_ssh_key() {
+    let moto = Moto::start();
+    let (home, key) = setup(&moto, "erin");
+    home.protected_key();
+    home.credrot()
+        .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
+        .args(["profile", "encrypt", "work"])
+        .assert()
+        .success();
+    let text = home.read_credentials();
+    let stored = |field: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(field) && l.contains("__encrypted__:"))
+            .and_then(|l| l.split_once('='))
+            .map(|(_, v)| v.split_whitespace().next().unwrap().to_string())
+            .unwrap()
+    };
+    // iam-sorry's --show-encrypted: no passphrase, no agent, nothing decrypted.
+    let out = home
+        .credrot()
+        .args(["profile", "show", "work", "--stored"])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "[work]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            stored("aws_access_key_id"),
+            stored("aws_secret_access_key")
+        )
+    );
+    assert!(!stdout_of(&out).contains(&key.id) && !stdout_of(&out).contains(&key.secret));
+    let out = home
+        .credrot()
+        .args(["--output", "json", "profile", "show", "work", "--stored"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["stored"], "encrypted");
+    assert_eq!(
+        doc["aws_secret_access_key"],
+        stored("aws_secret_access_key")
+    );
+
+    // --show-decrypted is --reveal; both at once is a usage error.
+    let out = home
+        .credrot()
+        .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
+        .args(["profile", "show", "work", "--reveal"])
+        .assert()
+        .success();
+    assert!(stdout_of(&out).contains(&key.secret));
+    home.credrot()
+        .args(["profile", "show", "work", "--reveal", "--stored"])
+        .assert()
+        .code(2);
+}
