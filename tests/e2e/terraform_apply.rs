@@ -13,7 +13,7 @@ use std::process::Output;
 
 const ADDRESS: &str = "aws_iam_access_key.redis";
 
-fn fake_terraform() -> PathBuf {
+pub(crate) fn fake_terraform() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fake-terraform/terraform"
@@ -34,17 +34,17 @@ fn real_terraform() -> Option<(PathBuf, PathBuf)> {
 
 /// A Terraform project for service `redis` (user redis-backup, one file store), with the
 /// key made by a first `terraform apply`.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     bin: PathBuf,
     /// The fake's call log (fake only).
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 const SERVICE: &str = "[services.redis]\niam_user = \"redis-backup\"\nsource = \"terraform\"\nterraform_dir = \"tf\"\noutput_prefix = \"redis\"\nterraform_resource = \"aws_iam_access_key.redis\"\nrotate_after = \"30d\"\nstores = [{ kind = \"file\", path = \"redis.json\" }]\n";
 
 impl Project {
-    fn new(moto: &Moto, real: Option<(PathBuf, PathBuf)>, extra: &str) -> Self {
+    pub(crate) fn new(moto: &Moto, real: Option<(PathBuf, PathBuf)>, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("services.toml"),
@@ -114,7 +114,7 @@ impl Project {
         project
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -131,7 +131,7 @@ impl Project {
     }
 
     /// The key Terraform's outputs name.
-    fn outputs(&self, moto: &Moto) -> Key {
+    pub(crate) fn outputs(&self, moto: &Moto) -> Key {
         let out = self
             .terraform(moto)
             .args(["output", "-json"])
@@ -150,7 +150,7 @@ impl Project {
         }
     }
 
-    fn stored(&self) -> Key {
+    pub(crate) fn stored(&self) -> Key {
         key_of(&read_json(&self.path().join("redis.json")))
     }
 
@@ -207,7 +207,7 @@ fn assert_calls_clean(project: &Project, keys: &[&Key]) {
     }
 }
 
-fn calls(project: &Project) -> Vec<String> {
+pub(crate) fn calls(project: &Project) -> Vec<String> {
     std::fs::read_to_string(&project.log)
         .unwrap_or_default()
         .lines()
@@ -225,7 +225,7 @@ fn calls(project: &Project) -> Vec<String> {
         .collect()
 }
 
-fn ids(keys: &[&Key]) -> Vec<(String, bool)> {
+pub(crate) fn ids(keys: &[&Key]) -> Vec<(String, bool)> {
     let mut ids: Vec<(String, bool)> = keys.iter().map(|k| (k.id.clone(), true)).collect();
     ids.sort();
     ids
@@ -493,4 +493,48 @@ fn a_run_killed_after_state_rm_or_apply_converges_on_the_next_run() {
         text(&out)
     );
     assert_calls_clean(&project, &[&k0, &k1, &k2]);
+}
+
+#[test]
+fn staged_mode_retires_last_by_its_rules_before_terraform_makes_a_key() {
+    let moto = Moto::start();
+    let project = Project::new(
+        &moto,
+        None,
+        "mode = \"staged\"\nquiet_period = \"1s\"\ngrace = \"1h\"\n",
+    );
+    let k0 = project.outputs(&moto);
+    assert!(project.update(&moto, &[], &[]).status.success());
+    let out = project.update(&moto, &["--force"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let k1 = project.outputs(&moto);
+    assert_eq!(project.stored(), k1);
+    // Tagged like the engine's own new keys: uses after this are its consumers'.
+    let tags = moto
+        .rt
+        .block_on(moto.iam().list_user_tags().user_name("redis-backup").send())
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.key() == format!("credrot:verified:{}", k1.id)),
+        "{tags:?}"
+    );
+
+    // k1 has not been used by its consumers: k0 (LAST) may still be in use, so it stays
+    // Active, and Terraform is not asked for a key.
+    std::fs::remove_file(&project.log).unwrap();
+    let out = project.update(&moto, &["--force"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("retiring"), "{}", text(&out));
+    assert_eq!(moto.keys("redis-backup"), ids(&[&k0, &k1]));
+    assert_eq!(project.outputs(&moto), k1);
+    assert!(
+        !calls(&project)
+            .iter()
+            .any(|c| c.starts_with("apply") || c.starts_with("state rm")),
+        "{:?}",
+        calls(&project)
+    );
 }
