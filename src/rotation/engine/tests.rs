@@ -1279,7 +1279,11 @@ async fn a_key_maker_makes_the_key_once_last_is_retired() {
     assert_eq!(report.created.as_deref(), Some("AKIAMADE"));
     assert_eq!(store.held_id().as_deref(), Some("AKIAMADE"));
     assert_eq!(f.iam.key_ids(USER), ids(&["AKIACUR", "AKIAMADE"]));
-    assert_eq!(f.iam.calls(IamOp::Create), 0, "IAM's CreateAccessKey is not used");
+    assert_eq!(
+        f.iam.calls(IamOp::Create),
+        0,
+        "IAM's CreateAccessKey is not used"
+    );
     assert_eq!(maker.made.load(Ordering::SeqCst), 1);
     f.assert_safe();
 
