@@ -538,3 +538,31 @@ fn staged_mode_retires_last_by_its_rules_before_terraform_makes_a_key() {
         calls(&project)
     );
 }
+
+#[test]
+fn a_new_key_that_fails_verification_is_kept_for_terraform_and_the_stores_restored() {
+    let moto = Moto::start();
+    let project = Project::new(&moto, None, "");
+    let k0 = project.outputs(&moto);
+    assert!(project.update(&moto, &[], &[]).status.success());
+    // Terraform now makes the key for another user: it cannot pass verification.
+    moto.create_user("someone-else", "/");
+    let config = project.path().join("tf/main.tf.json");
+    let hcl = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, hcl.replace("\"redis-backup\"", "\"someone-else\"")).unwrap();
+
+    let out = project.update(&moto, &["--force", "--verify-timeout", "2s"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let made = project.outputs(&moto);
+    assert!(
+        text(&out).contains(&format!(
+            "rolled back: stores restored; new key {} kept: Terraform's state holds it",
+            made.id
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(project.stored(), k0);
+    moto.assert_key_works_for(&k0, "redis-backup");
+    assert_eq!(moto.keys("someone-else"), ids(&[&made]), "kept in IAM");
+}
