@@ -412,6 +412,9 @@ pub struct RotationArgs {
     /// Only this account of [accounts] (repeat for more) [default: every account it selects]
     #[arg(long = "account", value_name = "ID", value_parser = account_id)]
     pub accounts: Vec<String>,
+    /// Start no user after this long (1s to 7d); users not started by then are reported failed, unchanged, for the next run. For schedulers that kill a job at a deadline [default: no limit]
+    #[arg(long, value_name = "DURATION", value_parser = time_limit)]
+    pub time_limit: Option<Duration>,
     /// Exit 3 when a user was left unconverged: busy (another run, or one that died on
     /// another host, holds it) [possible values: busy]
     #[arg(long, value_name = "OUTCOME", value_enum)]
@@ -443,6 +446,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn verify_timeout(text: &str) -> Result<Duration, String> {
     duration::flags::VERIFY_TIMEOUT.parse(text)
+}
+
+fn time_limit(text: &str) -> Result<Duration, String> {
+    duration::flags::TIME_LIMIT.parse(text)
 }
 
 fn lock_ttl(text: &str) -> Result<Duration, String> {

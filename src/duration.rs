@@ -88,6 +88,8 @@ pub mod flags {
     pub const VERIFY_TIMEOUT: DurationRange = DurationRange::secs(1, HOUR);
     /// `--lock-ttl`: 0s takes over every young key at once; a week is the longest a run lasts.
     pub const LOCK_TTL: DurationRange = DurationRange::secs(0, 7 * DAY);
+    /// `--time-limit`: the same week, the longest a run lasts.
+    pub const TIME_LIMIT: DurationRange = DurationRange::secs(1, 7 * DAY);
     /// `status --unused-after`: a minute to ten years.
     pub const UNUSED_AFTER: DurationRange = DurationRange::secs(MINUTE, 3650 * DAY);
 }

@@ -65,6 +65,9 @@ pub enum Error {
     /// A run over `[accounts]` could not start, or one account could not be worked in.
     #[error(transparent)]
     Accounts(Box<crate::accounts::AccountsError>),
+    /// `--time-limit` ran out before an account's turn: nothing was done there.
+    #[error("not started: the run's --time-limit ran out before this account's turn; nothing was changed there, and the next run takes it")]
+    TimeLimit,
     /// Every user rotated, but some `after_rotate` hooks failed; the rotations stand.
     #[error("{hooks} after_rotate hooks failed for {users} users; their rotations stand (new keys stored and verified): the summary says which hook and why; fix it and run the hook by hand")]
     HooksFailed {
@@ -167,6 +170,7 @@ impl Error {
             | Error::Alert(_)
             | Error::BreakGlass(_)
             | Error::Accounts(_)
+            | Error::TimeLimit
             | Error::SecretOutput(_)
             | Error::Output(_) => EXIT_FAILURE,
         }

@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use zeroize::Zeroizing;
 
@@ -88,8 +88,9 @@ const COMMON: [Field; 2] = [
 ];
 
 /// The options of `update` and `rotate` (RotationArgs), minus the two that hand out keys.
-const ROTATION: [Field; 6] = [
+const ROTATION: [Field; 7] = [
     field("dry_run", "--dry-run", Kind::Switch),
+    field("time_limit", "--time-limit", Kind::Value),
     field("force", "--force", Kind::Switch),
     field("no_lock", "--no-lock", Kind::Switch),
     field("lock_ttl", "--lock-ttl", Kind::Value),
@@ -138,7 +139,12 @@ pub struct EventError(String);
 /// The command line for `event` (without the program name): `--output json`, the global
 /// options of `credrot lambda` itself, then the command and the event's options. Checked by
 /// the CLI's own parser, so every value is range- and format-checked as on a terminal.
-pub fn command_line(event: &Value, base: &[OsString]) -> Result<Vec<OsString>, EventError> {
+/// `time_budget` becomes `--time-limit` of a rotation whose event sets none.
+pub fn command_line(
+    event: &Value,
+    base: &[OsString],
+    time_budget: Option<Duration>,
+) -> Result<Vec<OsString>, EventError> {
     let object = event.as_object().ok_or_else(|| {
         EventError(format!(
             "the event must be a JSON object such as {{\"command\": \"rotate\", \"path\": \"PSKServiceAccounts\"}}, not {}",
@@ -218,6 +224,14 @@ pub fn command_line(event: &Value, base: &[OsString]) -> Result<Vec<OsString>, E
                 }
             }
             (Kind::Repeated | Kind::Positionals, _) => return Err(wrong("an array of strings")),
+        }
+    }
+    if let Some(budget) = time_budget {
+        if command != "status" && !object.contains_key("time_limit") {
+            own.extend([
+                "--time-limit".into(),
+                format!("{}s", budget.as_secs()).into(),
+            ]);
         }
     }
     // Positionals after `--`: a service named `--force` stays a name.
@@ -346,9 +360,31 @@ impl Answer {
     }
 }
 
+/// How long a rotation may go on starting users when the invocation must end in
+/// `remaining`: what is left after a margin for the users already under way to finish
+/// (their last calls, the stores, STS verification), 90 s or a quarter of the time,
+/// whichever is less; at least 1 s. Lambda freezes a function at its deadline, which to a
+/// rotation is a kill: safe, but the users it held wait for `--lock-ttl` on the next run.
+pub fn time_budget(remaining: Duration) -> Duration {
+    let margin = (remaining / 4).min(Duration::from_secs(90));
+    remaining.saturating_sub(margin).max(Duration::from_secs(1))
+}
+
 /// Run one event: check it, run the command as a child of this binary, and answer.
-pub async fn handle(event: &Value, base: &[OsString], trace_id: Option<&str>) -> Answer {
-    let args = match command_line(event, base) {
+/// `deadline` is the invocation's (`Lambda-Runtime-Deadline-Ms`).
+pub async fn handle(
+    event: &Value,
+    base: &[OsString],
+    trace_id: Option<&str>,
+    deadline: Option<SystemTime>,
+) -> Answer {
+    let budget = deadline.map(|at| {
+        time_budget(
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    });
+    let args = match command_line(event, base, budget) {
         Ok(args) => args,
         Err(e) => return Answer::invalid(&e),
     };
@@ -462,6 +498,8 @@ pub struct Invocation {
     pub trace_id: Option<String>,
     /// The event, whatever JSON it is (checked by [`command_line`]).
     pub event: Result<Value, String>,
+    /// When the invocation times out (`Lambda-Runtime-Deadline-Ms`, Unix milliseconds).
+    pub deadline: Option<SystemTime>,
 }
 
 /// The Runtime API answered what no runtime can go on from.
@@ -561,6 +599,9 @@ impl RuntimeApi {
         Ok(Invocation {
             request_id,
             trace_id: header("lambda-runtime-trace-id"),
+            deadline: header("lambda-runtime-deadline-ms")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
             event,
         })
     }
@@ -645,7 +686,15 @@ pub fn run(global: &GlobalArgs) -> Result<(), Error> {
         loop {
             let invocation = api.next().await.map_err(|e| Error::Usage(e.to_string()))?;
             let answer = match &invocation.event {
-                Ok(event) => handle(event, &base, invocation.trace_id.as_deref()).await,
+                Ok(event) => {
+                    handle(
+                        event,
+                        &base,
+                        invocation.trace_id.as_deref(),
+                        invocation.deadline,
+                    )
+                    .await
+                }
                 Err(e) => Answer::invalid(&EventError(e.clone())),
             };
             let sent = match &answer {
@@ -685,7 +734,11 @@ mod tests {
     use serde_json::json;
 
     fn line(event: Value) -> Result<String, String> {
-        command_line(&event, &[])
+        line_within(event, None)
+    }
+
+    fn line_within(event: Value, budget: Option<Duration>) -> Result<String, String> {
+        command_line(&event, &[], budget)
             .map(|args| {
                 args.iter()
                     .map(|a| a.to_string_lossy().into_owned())
@@ -713,6 +766,36 @@ mod tests {
             line(json!({"command": "status"})).unwrap(),
             "--output json status"
         );
+    }
+
+    #[test]
+    fn a_rotation_stops_starting_users_before_the_invocation_times_out() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        // 15 min, Lambda's longest: 90 s kept for the users under way.
+        assert_eq!(time_budget(minutes(15)), Duration::from_secs(810));
+        // A short timeout keeps a quarter.
+        assert_eq!(time_budget(minutes(1)), Duration::from_secs(45));
+        assert_eq!(time_budget(Duration::ZERO), Duration::from_secs(1));
+        let budget = Some(Duration::from_secs(45));
+        assert_eq!(
+            line_within(json!({"command": "update", "service": "pg"}), budget).unwrap(),
+            "--output json update --time-limit 45s -- pg"
+        );
+        // The event's own limit wins; status starts no rotation.
+        assert_eq!(
+            line_within(
+                json!({"command": "rotate", "path": "P", "time_limit": "10m"}),
+                budget
+            )
+            .unwrap(),
+            "--output json rotate --path P --time-limit 10m"
+        );
+        assert_eq!(
+            line_within(json!({"command": "status"}), budget).unwrap(),
+            "--output json status"
+        );
+        let err = line(json!({"command": "rotate", "path": "P", "time_limit": "0s"})).unwrap_err();
+        assert!(err.contains("--time-limit"), "{err}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// What one `update`/`rotate` run rotates, in each account it covers.
 enum Subject<'a> {
@@ -292,6 +292,8 @@ struct Job<'a> {
     /// This run's id: IAM lock owner, audit `run`, notice `run_id`.
     run_id: String,
     started: SystemTime,
+    /// `--time-limit`: no user or account starts after this.
+    stop_at: Option<Instant>,
     /// Whether the run's notice went out (a run that stops early sends one at its end).
     notified: AtomicBool,
 }
@@ -357,6 +359,7 @@ impl<'a> Job<'a> {
             command,
             run_id: run_id(),
             started: SystemTime::now(),
+            stop_at: args.time_limit.map(|limit| Instant::now() + limit),
             notified: AtomicBool::new(false),
         })
     }
@@ -566,6 +569,9 @@ impl<'a> Job<'a> {
                 let (base, caller, audit, progress) = (&base, &caller, &audit, &progress);
                 async move {
                     let result = async {
+                        if self.stop_at.is_some_and(|at| Instant::now() >= at) {
+                            return Err(Error::TimeLimit);
+                        }
                         let aws = accounts::context_for(
                             base,
                             caller,
@@ -795,6 +801,7 @@ impl<'a> Job<'a> {
                 lock_ttl: (!self.args.no_lock).then_some(self.args.lock_ttl),
                 run_id: self.run_id.clone(),
                 inflight,
+                stop_at: self.stop_at,
             },
         );
         if let Some(apply) = &terraform {

@@ -18,7 +18,7 @@ use crate::store::{Holding, SecretStore, StoreError, WriteContext};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Why one user's rotation failed.
@@ -76,6 +76,9 @@ pub enum RotateError {
     },
 }
 
+/// The error of a user the run's time limit left unstarted.
+pub const NOT_STARTED: &str = "not started: the run's time limit ran out before this user's turn; nothing was changed, and the next run takes it";
+
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -94,6 +97,9 @@ pub struct EngineOptions {
     /// Where this host records the keys it is handing out, so that the next run can tell a
     /// killed run from a live one; `None`: no records.
     pub inflight: Option<InflightRecords>,
+    /// No user starts after this instant (a scheduler's deadline): a user not started is
+    /// reported failed and left untouched, so a run cut short is never a kill mid-rotation.
+    pub stop_at: Option<Instant>,
 }
 
 /// One user to rotate and where its key goes.
@@ -224,6 +230,13 @@ impl Engine {
     pub async fn rotate_user(&self, target: &Target) -> UserReport {
         let mut report = UserReport::new(&target.user, target.service.as_deref());
         report.stores = target.stores.iter().map(|s| s.location()).collect();
+        if self.options.stop_at.is_some_and(|at| Instant::now() >= at) {
+            info!(user = %target.user, "not started: the run's time limit ran out");
+            report.outcome = Outcome::Failed;
+            report.error = Some(NOT_STARTED.to_string());
+            report.finish();
+            return report;
+        }
         match self.run(target, &mut report).await {
             Ok(outcome) => {
                 report.outcome = outcome;

@@ -307,6 +307,55 @@ fn an_account_whose_role_cannot_be_assumed_fails_alone_with_a_clear_message() {
     }
 }
 
+/// `--time-limit` across accounts, one account at a time: the first account's first user is
+/// held 12 s by a fail point against a 6 s limit, so its second user and the whole second
+/// account are not started, and are untouched (seconds of margin: a slow machine changes
+/// nothing).
+#[test]
+fn an_account_whose_turn_comes_after_the_time_limit_is_not_started() {
+    let accounts = ["222222222222", "333333333333"];
+    let moto = start(&accounts);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &accounts, "concurrency = 1");
+    let late = USERS.map(|u| member_keys(&moto, "333333333333", u));
+    let out = rotate(&moto, dir.path())
+        .args(["--concurrency", "1", "--time-limit", "6s"])
+        .env("FAILPOINTS", "after-verify=sleep(12000)")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["rotated"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    let not_started = summary["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(not_started["account"], "222222222222", "{summary}");
+    assert!(
+        not_started["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not started"),
+        "{summary}"
+    );
+    let second = &summary["accounts"][1];
+    assert_eq!(second["id"], "333333333333", "{summary}");
+    assert!(
+        second["error"]
+            .as_str()
+            .unwrap()
+            .contains("--time-limit ran out before this account's turn"),
+        "{summary}"
+    );
+    assert_eq!(USERS.map(|u| member_keys(&moto, "333333333333", u)), late);
+}
+
 #[test]
 fn a_dry_run_across_accounts_plans_each_and_changes_nothing() {
     let accounts = ["222222222222", "333333333333"];

@@ -140,6 +140,17 @@ fn the_cronjob_runs_non_root_read_only_without_overlap_and_maps_exit_codes() {
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/credrot"]"#));
     let args = strings(&container["args"]);
     assert_no_secret_output(&args, "the CronJob");
+    // credrot stops starting users well before Kubernetes kills the pod.
+    let limit = args
+        .iter()
+        .position(|a| a == "--time-limit")
+        .map(|i| humantime::parse_duration(&args[i + 1]).unwrap())
+        .expect("the CronJob sets --time-limit");
+    let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
+    assert!(
+        limit.as_secs() + 120 <= deadline,
+        "--time-limit {limit:?} leaves under 2 min of activeDeadlineSeconds {deadline}"
+    );
 
     let env = env_of(&container);
     let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());

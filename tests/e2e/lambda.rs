@@ -310,3 +310,103 @@ fn a_failed_rotation_is_a_function_error_carrying_the_summary() {
     assert_eq!(moto.keys("bad-user"), vec![(bad_key.id.clone(), true)]);
     assert_no_secret(&document.to_string(), &[&good], "the function error");
 }
+
+/// An `update` event rotates one service; the invocation's deadline
+/// (`Lambda-Runtime-Deadline-Ms`, which `cargo lambda watch` sets from its timeout) becomes
+/// the run's `--time-limit` unless the event gives its own.
+#[test]
+fn an_update_event_rotates_one_service_within_the_invocations_deadline() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    moto.create_user("lambda-svc", PATH);
+    let old = moto.create_key("lambda-svc", true);
+    moto.put_ssm_key("/lambda/svc", &old);
+    std::fs::write(
+        dir.path().join("services.toml"),
+        "[services.svc]\niam_user = \"lambda-svc\"\nstores = [{ kind = \"ssm\", prefix = \"/lambda/svc\" }]\n",
+    )
+    .unwrap();
+    let rig = LambdaRig::start(&moto, dir.path());
+
+    let summary = rig
+        .invoke(&json!({"command": "update", "service": "svc"}))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", rig.log()));
+    assert_eq!(summary["rotated"], 1, "{summary}");
+    let (new, _) = moto.ssm_key("/lambda/svc").unwrap();
+    assert_ne!(new.id, old.id);
+    moto.assert_key_works_for(&new, "lambda-svc");
+    let log = rig.log();
+    let run = log
+        .lines()
+        .find(|l| l.contains("running credrot") && l.contains("update"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(run.contains("--time-limit "), "{run}");
+
+    // The event's own limit is used as given.
+    rig.invoke(&json!({"command": "update", "service": "svc", "time_limit": "5m"}))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", rig.log()));
+    assert!(rig.log().contains("--time-limit 5m"), "{}", rig.log());
+}
+
+/// `scripts/package-lambda`: the zip the Terraform module deploys holds an executable
+/// `bootstrap` that is this credrot and the configuration given; a configuration that does
+/// not load packages nothing (exit 2).
+#[test]
+fn the_packaging_script_zips_an_executable_bootstrap_and_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[paths.Lambda]\nstores = [{ kind = \"ssm\", prefix = \"/lambda/{user}\" }]\n";
+    std::fs::write(dir.path().join("services.toml"), config).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package-lambda");
+    let package = |config: &str, out: &str| {
+        Command::new("bash")
+            .arg(&script)
+            .args(["--binary", env!("CARGO_BIN_EXE_credrot")])
+            .args(["--config", config, "--out", out])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = package("services.toml", "fn.zip");
+    assert!(out.status.success(), "{out:?}");
+    // Python's zipfile reads it back: names, modes and contents.
+    let listing = Command::new("python3")
+        .args(["-c", "import sys, zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(i.filename, oct(i.external_attr >> 16 & 0o777))"])
+        .arg(dir.path().join("fn.zip"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "bootstrap 0o755\nservices.toml 0o644\n"
+    );
+    let unpacked = dir.path().join("unpacked");
+    let extract = Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(dir.path().join("fn.zip"))
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(extract.success());
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("services.toml")).unwrap(),
+        config
+    );
+    assert_eq!(
+        std::fs::read(unpacked.join("bootstrap")).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_credrot")).unwrap(),
+        "bootstrap is credrot"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[paths.x]\nstores = [{ kind = \"nope\" }]\n",
+    )
+    .unwrap();
+    let out = package("bad.toml", "bad.zip");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:2:") && stderr.contains("nothing was packaged"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("bad.zip").exists());
+}

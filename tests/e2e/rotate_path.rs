@@ -220,3 +220,80 @@ fn a_rotation_makes_list_delete_create_verify_calls_and_no_more() {
         "{stdout}"
     );
 }
+
+/// `--time-limit`: a user whose turn comes after the limit is not touched (reported failed,
+/// "not started"), the one under way finishes, and the next run takes the rest.
+/// The first user's verification is held 12 s by a fail point, against a 6 s limit: the
+/// margins are seconds, so a slow machine changes nothing.
+#[test]
+fn a_time_limit_leaves_later_users_untouched_for_the_next_run() {
+    let moto = Moto::start();
+    let users = ["tl-a", "tl-b", "tl-c"];
+    let mut old = Vec::new();
+    for user in users {
+        moto.create_user(user, PATH);
+        old.push(moto.create_key(user, true));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = moto
+        .credrot(dir.path())
+        .env("FAILPOINTS", "after-verify=sleep(12000)")
+        .args([
+            "--output",
+            "json",
+            "rotate",
+            "--path",
+            PATH,
+            "--concurrency",
+            "1",
+        ])
+        .args(["--time-limit", "6s", "-o", "keys.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["rotated"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(2)),
+        "{summary}"
+    );
+    let keys = read_json(&dir.path().join("keys.json"));
+    for (user, key) in users.iter().zip(&old) {
+        let row = summary["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["user"] == *user)
+            .unwrap();
+        if row["outcome"] == "rotated" {
+            moto.assert_key_works_for(&key_of(&keys[*user]), user);
+        } else {
+            assert!(
+                row["error"].as_str().unwrap().starts_with("not started"),
+                "{row}"
+            );
+            assert_eq!(
+                moto.keys(user),
+                vec![(key.id.clone(), true)],
+                "{user} untouched"
+            );
+        }
+    }
+    // The next run, without a limit, rotates everyone (no rotate_after: each run rotates).
+    let out = moto
+        .credrot(dir.path())
+        .args([
+            "--output",
+            "json",
+            "rotate",
+            "--path",
+            PATH,
+            "-o",
+            "keys.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rotated"].as_u64(), Some(3), "{summary}");
+}

@@ -4,9 +4,8 @@
 # docs/guide/scheduling.md.
 #
 # The package is a zip holding `bootstrap` (the credrot release binary for the function's
-# architecture, renamed) and services.toml:
-#   cp target/release/credrot build/bootstrap && cp services.toml build/
-#   (cd build && zip -j ../credrot-lambda.zip bootstrap services.toml)
+# architecture, renamed) and services.toml, made by
+#   bash scripts/package-lambda --config services.toml --out credrot-lambda.zip
 
 terraform {
   required_version = ">= 1.5"

@@ -486,6 +486,7 @@ impl Fixture {
                 lock_ttl: Some(Duration::from_secs(60)),
                 run_id: "test-run".into(),
                 inflight: None,
+                stop_at: None,
             },
         }
     }
@@ -1328,4 +1329,29 @@ async fn a_key_makers_key_is_kept_when_its_hand_off_fails() {
     // The maker's key stays for the next run to hand on; the stores' key was never touched.
     assert_eq!(f.iam.key_ids(USER), ids(&["AKIACUR", "AKIAMADE"]));
     assert_eq!(f.iam.calls(IamOp::Delete), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The run's time limit
+
+#[tokio::test]
+async fn a_user_whose_turn_comes_after_the_time_limit_is_not_touched() {
+    let mut f = Fixture::new();
+    f.options.stop_at = Some(Instant::now());
+    let old = f.seed("AKIAOLD", true, 30);
+    let store = f.store("a", Some(&old));
+    let report = f.rotate(&[&store]).await;
+    assert!(error_of(&report).starts_with("not started"), "{report:?}");
+    assert_eq!(f.iam.calls(IamOp::ListKeys), 0, "no IAM call at all");
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIAOLD"]));
+    assert!(store.ops().is_empty());
+}
+
+#[tokio::test]
+async fn a_time_limit_still_ahead_changes_nothing() {
+    let mut f = Fixture::new();
+    f.options.stop_at = Some(Instant::now() + Duration::from_secs(3600));
+    let store = f.store("a", None);
+    let report = f.rotate(&[&store]).await;
+    f.assert_rotated(&report, &[&store]).await;
 }
