@@ -27,11 +27,100 @@ pub struct Key {
 
 /// A running moto server, with an admin identity, stopped on drop.
 pub struct Moto {
-    child: Child,
+    /// `None` only while dropping.
+    server: Option<Server>,
     pub endpoint: String,
     pub admin: Key,
     pub rt: tokio::runtime::Runtime,
+}
+
+/// One moto_server process. Starting one costs seconds of CPU (Python imports all of moto),
+/// so a test's server goes back to [`IDLE`] when the test ends and the next test resets it
+/// (`/moto-api/reset`: every account's resources; `/moto-api/reset-auth`: the bootstrap
+/// window) instead of starting its own. It runs under `sh`, which stops it when its stdin
+/// closes: when the test binary exits, however it exits, its servers go with it.
+struct Server {
+    guard: Child,
+    port: u16,
     _log: tempfile::NamedTempFile,
+}
+
+/// Servers no test is using, reset before their next use.
+static IDLE: std::sync::Mutex<Vec<Server>> = std::sync::Mutex::new(Vec::new());
+
+impl Server {
+    fn spawn() -> Server {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| test_tool("moto_server"));
+        let on_path = || {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .any(|dir| dir.join(&program).is_file())
+        };
+        if !Path::new(&program).is_file() && !on_path() {
+            let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+            missing_emulator(&program, &e);
+        }
+        let guard = std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" -H 127.0.0.1 -p "$1" & server=$!; cat >/dev/null; kill "$server"; wait "$server""#,
+            ])
+            .arg(&program)
+            .arg(port.to_string())
+            // Authentication is on from the first request; each test sets its own
+            // bootstrap window through reset-auth.
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .stdin(Stdio::piped())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("sh starts moto_server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            guard,
+            port,
+            _log: log,
+        }
+    }
+
+    /// Forget everything earlier tests made, and allow `bootstrap` unauthenticated
+    /// requests (`None`: authentication off). False if the server does not answer right.
+    fn reset(&self, bootstrap: Option<u32>) -> bool {
+        let window = bootstrap.map_or("inf".to_string(), |n| n.to_string());
+        self.post("/moto-api/reset", "") && self.post("/moto-api/reset-auth", &window)
+    }
+
+    fn post(&self, path: &str, body: &str) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut answer = String::new();
+        conn.write_all(request.as_bytes()).is_ok()
+            && conn.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing stdin ends `cat`; the shell then stops the server and waits for it.
+        drop(self.guard.stdin.take());
+        let _ = self.guard.wait();
+    }
 }
 
 /// A TCP port nobody listens on right now.
@@ -79,46 +168,32 @@ impl Moto {
     }
 
     fn start_with_bootstrap(bootstrap: Option<u32>) -> Moto {
-        let port = free_port();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| test_tool("moto_server"));
-        let mut command = std::process::Command::new(&program);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        match bootstrap {
-            Some(n) => command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string()),
-            None => command.env_remove("INITIAL_NO_AUTH_ACTION_COUNT"),
+        let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let server = match idle {
+            Some(server) if server.reset(bootstrap) => server,
+            _ => {
+                let server = Server::spawn();
+                assert!(
+                    server.reset(bootstrap),
+                    "moto_server on port {} did not take its reset",
+                    server.port
+                );
+                server
+            }
         };
-        let child = match command
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => missing_emulator(&program, &e),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{}", server.port),
+            server: Some(server),
             admin: Key {
                 id: "bootstrap".into(),
                 secret: "bootstrap".into(),
             },
             rt,
-            _log: log,
         };
         moto.admin = moto.bootstrap_admin();
         moto
@@ -519,8 +594,12 @@ pub fn isolated_process(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> std
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A test that failed may have left the server in any state: it is not reused.
+        if let Some(server) = self.server.take() {
+            if !std::thread::panicking() {
+                IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(server);
+            }
+        }
     }
 }
 
