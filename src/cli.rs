@@ -96,6 +96,13 @@ pub enum Command {
         /// terraform or tofu binary for services with source = "terraform" [default: terraform, else tofu, on PATH]
         #[arg(long, value_name = "PATH")]
         terraform_bin: Option<PathBuf>,
+        /// For a service with source = "terraform" and terraform_resource: a full rotation.
+        /// Hands Terraform's key on if the stores lack it; else retires the LAST key by the
+        /// usual rules, runs terraform state rm and apply -target on terraform_resource (a
+        /// new key; the old one stays as LAST) and hands the new key on. With --dry-run:
+        /// terraform plan -target only
+        #[arg(long)]
+        terraform_apply: bool,
         /// How the rotation runs and where the keys go.
         #[command(flatten)]
         rotation: RotationArgs,

@@ -45,10 +45,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Update {
             service,
             terraform_bin,
+            terraform_apply,
             rotation,
         } => {
             let config = load_config(global, true)?;
-            rotate::update(&config, service, terraform_bin.as_deref(), global, rotation)
+            let terraform = rotate::TerraformArgs {
+                bin: terraform_bin.as_deref(),
+                apply: *terraform_apply,
+            };
+            rotate::update(&config, service, terraform, global, rotation)
         }
         Command::Status {
             services,

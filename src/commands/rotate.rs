@@ -33,7 +33,7 @@ enum Subject<'a> {
     /// `update SERVICE`.
     Service {
         service: &'a Service,
-        terraform_bin: Option<&'a Path>,
+        terraform: TerraformArgs<'a>,
     },
     /// `rotate --path PATH`.
     Path {
@@ -56,23 +56,64 @@ impl Subject<'_> {
     }
 }
 
-/// What a run does in one account: the users with their stores, their hooks, and the key
-/// Terraform made, if it made it.
+/// How `update` uses Terraform for a service with `source = "terraform"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TerraformArgs<'a> {
+    /// `--terraform-bin`.
+    pub bin: Option<&'a Path>,
+    /// `--terraform-apply`: a full rotation through Terraform.
+    pub apply: bool,
+}
+
+/// What a run does in one account: the users with their stores, their hooks, the key
+/// Terraform made, if it made it, and how Terraform makes the next one (--terraform-apply).
 struct Planned {
     targets: Vec<Target>,
     hooks: HookRunner,
     external: Option<AccessKey>,
+    terraform: Option<TerraformApply>,
+}
+
+/// `--terraform-apply`, prepared: the key maker and what Terraform's state says.
+struct TerraformApply {
+    maker: Arc<terraform::TerraformKeyMaker>,
+    /// Whether the state holds terraform_resource: a run stopped after `state rm` left it
+    /// out, and the key that would re-create it is made at once, due or not.
+    in_state: bool,
+    /// A dry run's `terraform plan -target` summary.
+    checked: Option<String>,
+}
+
+/// `--terraform-apply` needs a Terraform-sourced service with terraform_resource: refused
+/// before any AWS call (exit 2).
+fn check_terraform_apply(config: &Config, service: &Service) -> Result<(), Error> {
+    let name = &service.name;
+    match &service.terraform {
+        None => Err(Error::Usage(format!(
+            "--terraform-apply is for services with source = \"terraform\", and service '{name}' in {} takes its key from IAM; run credrot update {name} without it",
+            config.file.display()
+        ))),
+        Some(tf) if tf.resource.is_none() => Err(Error::Usage(format!(
+            "service '{name}' in {} has no terraform_resource, which --terraform-apply needs: add terraform_resource = \"aws_iam_access_key.NAME\" to [services.{name}], the address `terraform state list` shows in {}",
+            config.file.display(),
+            tf.dir.display()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Rotate the IAM user of one configured service.
 pub fn update(
     config: &Config,
     name: &str,
-    terraform_bin: Option<&Path>,
+    terraform: TerraformArgs<'_>,
     global: &GlobalArgs,
     args: &RotationArgs,
 ) -> Result<(), Error> {
     let service = config.service(name)?;
+    if terraform.apply {
+        check_terraform_apply(config, service)?;
+    }
     let job = Job::prepare(
         config,
         &service.stores,
@@ -82,10 +123,7 @@ pub fn update(
         "[[services.NAME.stores]]",
         format!("update {name}"),
     )?;
-    let subject = Subject::Service {
-        service,
-        terraform_bin,
-    };
+    let subject = Subject::Service { service, terraform };
     job.run(job.rotate(&subject, service.region.as_deref()))
 }
 
@@ -602,10 +640,7 @@ impl<'a> Job<'a> {
         let config = self.config;
         let mut hooks = self.hooks();
         match subject {
-            Subject::Service {
-                service,
-                terraform_bin,
-            } => {
+            Subject::Service { service, terraform } => {
                 let env = self
                     .store_env(aws, service.tags.clone())
                     .for_account(account.cloned());
@@ -622,18 +657,37 @@ impl<'a> Job<'a> {
                 for shared in &also {
                     hooks.add(&service.iam_user, &shared.hooks);
                 }
-                let external = match &service.terraform {
-                    // Terraform made the key: read it before anything else; IAM is left alone.
-                    Some(tf) => {
-                        let bin = terraform::find_binary(*terraform_bin)?;
-                        Some(terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?)
+                let (mut external, mut apply) = (None, None);
+                // Terraform made the key: read it before anything else.
+                if let Some(tf) = &service.terraform {
+                    let bin = terraform::find_binary(terraform.bin)?;
+                    let key = terraform::read_key(&bin, &tf.dir, &tf.output_prefix).await?;
+                    if let (true, Some(address)) = (terraform.apply, &tf.resource) {
+                        let in_state = terraform::state_has(&bin, &tf.dir, address).await?;
+                        let checked = match self.args.dry_run {
+                            true => Some(terraform::plan_target(&bin, &tf.dir, address).await?),
+                            false => None,
+                        };
+                        let maker = terraform::TerraformKeyMaker {
+                            bin,
+                            dir: tf.dir.clone(),
+                            prefix: tf.output_prefix.clone(),
+                            address: address.clone(),
+                            previous: key.id.clone(),
+                        };
+                        apply = Some(TerraformApply {
+                            maker: Arc::new(maker),
+                            in_state,
+                            checked,
+                        });
                     }
-                    None => None,
-                };
+                    external = Some(key);
+                }
                 Ok(Planned {
                     targets: vec![target],
                     hooks,
                     external,
+                    terraform: apply,
                 })
             }
             Subject::Path {
@@ -677,6 +731,7 @@ impl<'a> Job<'a> {
                     targets,
                     hooks,
                     external: None,
+                    terraform: None,
                 })
             }
         }
@@ -729,13 +784,19 @@ impl<'a> Job<'a> {
             });
             inflight = inflight.map(|r| r.for_account(&account.id));
         }
+        let Planned {
+            targets,
+            mut hooks,
+            external,
+            terraform,
+        } = planned;
         let mut engine = Engine::new(
             Arc::new(aws.iam()),
             Arc::new(aws.verifier()),
             events,
             EngineOptions {
                 dry_run,
-                force: self.args.force,
+                force: self.args.force || terraform.as_ref().is_some_and(|t| !t.in_state),
                 verify_timeout: self.args.verify_timeout,
                 lock_ttl: (!self.args.no_lock).then_some(self.args.lock_ttl),
                 run_id: self.run_id.clone(),
@@ -743,11 +804,9 @@ impl<'a> Job<'a> {
                 stop_at: self.stop_at,
             },
         );
-        let Planned {
-            targets,
-            mut hooks,
-            external,
-        } = planned;
+        if let Some(apply) = &terraform {
+            engine = engine.with_key_maker(apply.maker.clone());
+        }
         // Hooks never run on a dry run.
         if !dry_run && !hooks.is_empty() {
             hooks.set_account(hook_account);
@@ -761,7 +820,25 @@ impl<'a> Job<'a> {
         };
         let mut reports = match (external, targets.first()) {
             (Some(key), Some(target)) => {
-                let report = engine.hand_off_key(target, key).await;
+                let mut report = engine.hand_off_key(target, key).await;
+                // --terraform-apply, once the stores hold Terraform's key: a rotation whose
+                // new key Terraform makes (a run that stopped after `apply` hands that key
+                // on above and stops there, which is how it converges).
+                if let (Some(apply), Outcome::Fresh) = (&terraform, report.outcome) {
+                    if !apply.in_state {
+                        tracing::warn!(address = %apply.maker.address, "Terraform's state does not hold terraform_resource (a run stopped after `terraform state rm`?): the new key is made now");
+                    }
+                    report = engine.rotate_user(target).await;
+                    if let Some(checked) = &apply.checked {
+                        report.actions.insert(
+                            0,
+                            format!(
+                                "checked terraform plan -target={} (before state rm, so it plans no new key yet): {checked}",
+                                apply.maker.address
+                            ),
+                        );
+                    }
+                }
                 on_done(&report);
                 vec![report]
             }

@@ -84,6 +84,10 @@ pub struct TerraformSource {
     pub dir: std::path::PathBuf,
     /// Outputs `<prefix>_access_key_id` and `<prefix>_secret_access_key` hold the key.
     pub output_prefix: String,
+    /// The `aws_iam_access_key` resource's address, which `update --terraform-apply`
+    /// makes Terraform create anew (`terraform_resource`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// One configured service: an IAM user and the stores that hand its key out.
@@ -377,11 +381,34 @@ fn check_service(
     claims.user(&iam_user, &name, user_offset)?;
     let owner = format!("[services.{name}]");
     let scope = accounts::check_scope(&owner, &svc.accounts, sections.accounts)?;
+    let resource = match svc.terraform_resource {
+        Some(address) if svc.source != KeySource::Terraform => {
+            return Err(Problem::new(
+                address.span().start,
+                format!("service '{name}' sets terraform_resource without source = \"terraform\""),
+                "add source = \"terraform\" (with terraform_dir and output_prefix), or remove terraform_resource",
+            ))
+        }
+        Some(address) => {
+            let offset = address.span().start;
+            let address = address.into_inner();
+            if !validate::is_access_key_address(&address) {
+                return Err(Problem::new(
+                    offset,
+                    format!("terraform_resource {address:?} of service '{name}' is not the address of an aws_iam_access_key resource"),
+                    "use the address `terraform state list` shows, e.g. \"aws_iam_access_key.redis\" or \"module.redis.aws_iam_access_key.this[0]\"",
+                ));
+            }
+            Some(address)
+        }
+        None => None,
+    };
     let terraform = match (svc.source, svc.terraform_dir, svc.output_prefix) {
         (KeySource::Terraform, Some(dir), Some(prefix)) if !dir.is_empty() && !prefix.is_empty() => {
             Some(TerraformSource {
                 dir: base_dir.join(dir),
                 output_prefix: prefix,
+                resource,
             })
         }
         (KeySource::Terraform, _, _) => {

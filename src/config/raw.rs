@@ -116,6 +116,7 @@ section_with_policy!(RawService {
     source: KeySource,
     terraform_dir: Option<String>,
     output_prefix: Option<String>,
+    terraform_resource: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
     region: Option<String>,

@@ -849,3 +849,62 @@ fn account_settings_that_cannot_work_name_their_line() {
         assert_eq!(got_line, line, "{text}\n=> {message}");
     }
 }
+
+const TERRAFORM: &str = "[services.r]\niam_user = \"r\"\nsource = \"terraform\"\nterraform_dir = \"tf\"\noutput_prefix = \"r\"\n";
+
+#[test]
+fn terraform_resource_is_read_with_the_service() {
+    for address in [
+        "aws_iam_access_key.redis",
+        "aws_iam_access_key.this[0]",
+        "module.redis.aws_iam_access_key.this",
+        "module.keys[\"prod\"].module.inner[2].aws_iam_access_key.k_1[\"a-b\"]",
+    ] {
+        let config = parse(&format!("{TERRAFORM}terraform_resource = {address:?}\n")).unwrap();
+        let tf = config.service("r").unwrap().terraform.clone().unwrap();
+        assert_eq!(tf.resource.as_deref(), Some(address));
+    }
+    let config = parse(TERRAFORM).unwrap();
+    assert_eq!(
+        config
+            .service("r")
+            .unwrap()
+            .terraform
+            .clone()
+            .unwrap()
+            .resource,
+        None
+    );
+}
+
+#[test]
+fn a_terraform_resource_that_cannot_be_used_names_its_line() {
+    for address in [
+        "",
+        "aws_iam_user.redis",
+        "aws_iam_access_key",
+        "aws_iam_access_key.",
+        "aws_iam_access_key.redis.secret",
+        "aws_iam_access_key.redis[x]",
+        "aws_iam_access_key.redis[\"a\\\"b\"]",
+        "module..aws_iam_access_key.redis",
+        "-target=aws_iam_access_key.redis",
+        "aws_iam_access_key.redis aws_iam_access_key.other",
+        "data.aws_iam_access_key.redis",
+    ] {
+        let text = format!("{TERRAFORM}\n\nterraform_resource = {address:?}\n");
+        let (line, _, message) = error_of(&text);
+        assert_eq!(line, 8, "{address}: {message}");
+        assert!(
+            message.contains("is not the address of an aws_iam_access_key resource"),
+            "{address}: {message}"
+        );
+    }
+    let text = "[services.r]\niam_user = \"r\"\nterraform_resource = \"aws_iam_access_key.r\"\n";
+    let (line, _, message) = error_of(text);
+    assert_eq!(line, 3, "{message}");
+    assert!(
+        message.contains("without source = \"terraform\""),
+        "{message}"
+    );
+}

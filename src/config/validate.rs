@@ -511,3 +511,44 @@ pub(super) fn check_audit(raw: Spanned<RawAudit>, base_dir: &Path) -> Result<Aud
         cloudwatch: group.map(|group| CloudWatchTarget { group, stream }),
     })
 }
+
+/// Whether `address` is a Terraform address of one `aws_iam_access_key` resource (instance):
+/// `module.NAME[INDEX].` parts, then `aws_iam_access_key.NAME[INDEX]`, where an index is a
+/// number or a quoted string. It is passed to `terraform state rm` and `apply -target`, so
+/// it must name that kind of resource and nothing else.
+pub fn is_access_key_address(address: &str) -> bool {
+    /// Split off `NAME` (a Terraform identifier) and an optional `[INDEX]`.
+    fn step(rest: &str) -> Option<&str> {
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len());
+        let first = rest.chars().next()?;
+        if name_len == 0 || !(first.is_ascii_alphabetic() || first == '_') {
+            return None;
+        }
+        let rest = &rest[name_len..];
+        let Some(index) = rest.strip_prefix('[') else {
+            return Some(rest);
+        };
+        let end = index.find(']')?;
+        let inside = &index[..end];
+        let number = !inside.is_empty() && inside.bytes().all(|b| b.is_ascii_digit());
+        let quoted = inside.len() >= 2
+            && inside.starts_with('"')
+            && inside.ends_with('"')
+            && inside[1..inside.len() - 1]
+                .chars()
+                .all(|c| !c.is_control() && c != '"' && c != '\\');
+        (number || quoted).then(|| &index[end + 1..])
+    }
+    let mut rest = address;
+    while let Some(module) = rest.strip_prefix("module.") {
+        match step(module).and_then(|r| r.strip_prefix('.')) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.strip_prefix("aws_iam_access_key.")
+        .and_then(step)
+        .is_some_and(str::is_empty)
+}

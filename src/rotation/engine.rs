@@ -63,6 +63,9 @@ pub enum RotateError {
     /// The IAM user does not exist.
     #[error("IAM user '{0}' does not exist; check iam_user in services.toml (or create the user) and run again")]
     NoSuchUser(String),
+    /// The [`KeyMaker`] (e.g. Terraform) could not make the new key.
+    #[error(transparent)]
+    KeyMaker(Box<dyn std::error::Error + Send + Sync>),
     /// The hand-off failed and was undone (fully or not: `cleanup` says).
     #[error("{cause}; {cleanup}")]
     RolledBack {
@@ -111,6 +114,20 @@ pub struct Target {
     pub policy: RotationPolicy,
 }
 
+/// Where a plan's new key comes from when it is not IAM's `CreateAccessKey`: a tool that
+/// owns the key (Terraform, whose state then holds it). The plan is the same (the old key is
+/// retired by the usual rules first, to make room); only its `Create` step calls this.
+#[async_trait::async_trait]
+pub trait KeyMaker: Send + Sync {
+    /// The `Create` step in words, for the plan and dry runs.
+    fn describe(&self) -> String;
+    /// Make a new, Active key of `user` and return it whole.
+    async fn make(&self, user: &str) -> Result<AccessKey, RotateError>;
+    /// Why a new key whose hand-off failed is kept rather than deleted (its maker holds
+    /// it and hands it out again), for the rollback message.
+    fn kept_because(&self) -> String;
+}
+
 /// The rotation engine.
 pub struct Engine {
     iam: Arc<dyn IamApi>,
@@ -118,6 +135,7 @@ pub struct Engine {
     events: Arc<dyn EventSink>,
     options: EngineOptions,
     after_rotate: Option<Arc<dyn AfterRotate>>,
+    key_maker: Option<Arc<dyn KeyMaker>>,
 }
 
 impl Engine {
@@ -134,6 +152,21 @@ impl Engine {
             events,
             options,
             after_rotate: None,
+            key_maker: None,
+        }
+    }
+
+    /// Make new keys with `maker` instead of IAM's `CreateAccessKey`.
+    pub fn with_key_maker(mut self, maker: Arc<dyn KeyMaker>) -> Self {
+        self.key_maker = Some(maker);
+        self
+    }
+
+    /// A step in words; the `Create` step names the key maker's way, if there is one.
+    fn describe_step(&self, step: &Step, locations: &[String]) -> String {
+        match (step, &self.key_maker) {
+            (Step::Create, Some(maker)) => maker.describe(),
+            _ => step.describe(locations),
         }
     }
 
@@ -251,7 +284,7 @@ impl Engine {
             } else {
                 plan.steps
                     .iter()
-                    .map(|s| s.describe(&report.stores))
+                    .map(|s| self.describe_step(s, &report.stores))
                     .collect::<Vec<_>>()
                     .join("; ")
             }
@@ -262,7 +295,7 @@ impl Engine {
             report.actions = plan
                 .steps
                 .iter()
-                .map(|s| format!("would {}", s.describe(&report.stores)))
+                .map(|s| format!("would {}", self.describe_step(s, &report.stores)))
                 .collect();
             report.deleted = plan.deleted().map(str::to_string);
             report.synced = fills(&plan).map(|i| target.stores[i].location()).collect();
@@ -344,7 +377,14 @@ impl Engine {
                     Ok(Outcome::Rotated)
                 }
                 Err((cause, written)) => Err(self
-                    .undo(target, &key, &held[..written], &ctx, cause, false)
+                    .undo(
+                        target,
+                        &key,
+                        &held[..written],
+                        &ctx,
+                        cause,
+                        Some("IAM was not changed".to_string()),
+                    )
                     .await),
             }
         }
@@ -352,6 +392,14 @@ impl Engine {
         match result {
             Ok(outcome) => {
                 report.outcome = outcome;
+                // Every store hands the key out now: a dead run's record of this user (one
+                // killed after its key maker made the key) is acted on, and must not later
+                // claim that key, once it is LAST, as its leftover.
+                if !self.options.dry_run {
+                    if let Some(records) = &self.options.inflight {
+                        records.settle(&target.user);
+                    }
+                }
                 self.run_hooks(target, &mut report).await;
             }
             Err(err) => {

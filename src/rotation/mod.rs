@@ -9,7 +9,7 @@ mod planner;
 mod report;
 mod retire;
 
-pub use engine::{Engine, EngineOptions, RotateError, Target};
+pub use engine::{Engine, EngineOptions, KeyMaker, RotateError, Target};
 pub use events::{AccountEvents, DiscardEvents, Event, EventSink};
 pub use hooks::AfterRotate;
 

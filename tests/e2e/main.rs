@@ -54,6 +54,7 @@ mod stores_vault;
 mod taskfile;
 mod taskfile_rotate;
 mod terraform;
+mod terraform_apply;
 mod throttling;
 mod update;
 mod verbosity;

@@ -419,3 +419,44 @@ fn creds_rotate_with_path_rotates_every_user_under_it() {
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("dry run: 2 planned"), "{out}");
 }
+
+#[test]
+fn creds_rotate_of_a_terraform_service_runs_terraform_apply() {
+    // The Taskfile runs `credrot update redis --terraform-apply`: first Terraform's key is
+    // handed on, then (forced, since rotate_after is 30d) Terraform makes the next one.
+    use crate::terraform_apply::{calls, fake_terraform, ids, Project};
+    let moto = Moto::start();
+    let project = Project::new(&moto, None, "");
+    let k0 = project.outputs(&moto);
+    let rotate = |extra: &[&str]| {
+        run(task_against(&moto, project.path())
+            .env("FAKE_TERRAFORM_LOG", &project.log)
+            .args(["creds:rotate", "SERVICE=redis", "--", "--terraform-bin"])
+            .arg(fake_terraform())
+            .args(["--endpoint-url", &moto.endpoint])
+            .args(extra))
+    };
+    let out = rotate(&[]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("1 rotated"), "{out}");
+    assert_eq!(project.stored(), k0);
+
+    let out = rotate(&["--force"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("1 rotated"), "{out}");
+    let k1 = project.outputs(&moto);
+    assert_ne!(k1, k0);
+    assert_eq!(project.stored(), k1);
+    moto.assert_key_works_for(&k1, "redis-backup");
+    assert!(moto.whoami(&k0).is_some(), "the old key stays as LAST");
+    assert_eq!(moto.keys("redis-backup"), ids(&[&k0, &k1]));
+    let calls = calls(&project);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "state rm aws_iam_access_key.redis")
+            && calls.iter().any(|c| c
+                == "apply -target=aws_iam_access_key.redis -auto-approve -input=false -no-color"),
+        "{calls:?}"
+    );
+}

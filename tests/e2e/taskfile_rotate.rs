@@ -69,33 +69,6 @@ fn creds_rotate_service_rotates_one_service_and_keeps_last() {
 }
 
 #[test]
-fn a_terraform_sourced_service_is_not_replaced_and_the_task_says_what_to_run() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("services.toml"),
-        "[services.redis]\niam_user = \"redis-backup\"\nsource = \"terraform\"\nterraform_dir = \"tf\"\noutput_prefix = \"redis\"\nstores = [{ kind = \"file\", path = \"redis.json\" }]\n",
-    )
-    .unwrap();
-    let tripwire = Tripwire::new();
-    let out = run(task(dir.path()).args([
-        "creds:rotate",
-        "SERVICE=redis",
-        "--",
-        "--endpoint-url",
-        &tripwire.endpoint,
-    ]));
-    assert_eq!(out.code, Some(201), "{out}");
-    assert!(
-        out.stderr
-            .contains("service redis takes its key from Terraform")
-            && out.stderr.contains("task creds:update SERVICE=redis")
-            && out.stderr.contains("/tf"),
-        "{out}"
-    );
-    assert!(!tripwire.tripped());
-}
-
-#[test]
 fn environment_selects_the_configuration_directory() {
     let dir = config_dir();
     let envs = tempfile::tempdir().unwrap();

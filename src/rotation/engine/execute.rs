@@ -77,8 +77,13 @@ impl Engine {
                     let Some(key) = &new.key else {
                         return Err(cause);
                     };
+                    // A key maker's key is kept: its maker holds it and hands it out again.
+                    let keep = self
+                        .key_maker
+                        .as_ref()
+                        .map(|m| format!("new key {} kept: {}", key.id, m.kept_because()));
                     return Err(self
-                        .undo(target, key, &holding[..new.written], &ctx, cause, true)
+                        .undo(target, key, &holding[..new.written], &ctx, cause, keep)
                         .await);
                 }
             }
@@ -184,6 +189,22 @@ impl Engine {
                 // run is killed) is known on this host as a dead run's.
                 if let Some(records) = &self.options.inflight {
                     records.begin(&target.user, &self.options.run_id);
+                }
+                if let Some(maker) = &self.key_maker {
+                    // The record stays open on failure: the maker may have made a key.
+                    let made = maker.make(&target.user).await;
+                    self.emit(
+                        target,
+                        "create-key",
+                        made.as_ref().ok().map(|k| k.id.as_str()),
+                        None,
+                        &made,
+                    );
+                    let key = made?;
+                    info!(user = %target.user, key = %key.id, "made new key: {}", maker.describe());
+                    report.created = Some(key.id.clone());
+                    new.key = Some(key);
+                    return Ok(true);
                 }
                 let created = self.iam.create_key(&target.user).await;
                 self.emit(
@@ -316,8 +337,8 @@ impl Engine {
         result.map_err(|e| (e, written))
     }
 
-    /// Put the first `previous.len()` stores back and, when credrot created it
-    /// (`delete_new`), delete the new key.
+    /// Put the first `previous.len()` stores back and delete the new key, unless `keep`
+    /// says why it stays (credrot did not create it).
     pub(super) async fn undo(
         &self,
         target: &Target,
@@ -325,7 +346,7 @@ impl Engine {
         previous: &[Option<AccessKey>],
         ctx: &WriteContext,
         cause: RotateError,
-        delete_new: bool,
+        keep: Option<String>,
     ) -> RotateError {
         let mut problems = Vec::new();
         for (store, prev) in target.stores.iter().zip(previous).rev() {
@@ -344,8 +365,8 @@ impl Engine {
                 new_key.id,
                 problems.join("; ")
             )
-        } else if !delete_new {
-            "rolled back: stores restored; IAM was not changed".to_string()
+        } else if let Some(keep) = keep {
+            format!("rolled back: stores restored; {keep}")
         } else {
             match self.delete_key(target, &new_key.id, &BTreeSet::new()).await {
                 Ok(()) => format!(

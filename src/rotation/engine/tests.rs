@@ -1231,6 +1231,107 @@ async fn no_hook_runs_on_a_dry_run_or_a_failed_rotation() {
 }
 
 // ---------------------------------------------------------------------------------------
+// A key maker (Terraform) instead of CreateAccessKey
+
+/// Makes `USER`'s key in the fake IAM, as Terraform would through its provider.
+struct FakeMaker {
+    iam: Arc<FakeIam>,
+    made: AtomicUsize,
+}
+
+#[async_trait]
+impl KeyMaker for FakeMaker {
+    fn describe(&self) -> String {
+        "create a new key with the fake maker".to_string()
+    }
+
+    async fn make(&self, user: &str) -> Result<AccessKey, RotateError> {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .iam
+            .seed_created(user, "AKIAMADE", true, SystemTime::now()))
+    }
+
+    fn kept_because(&self) -> String {
+        "the maker holds it".to_string()
+    }
+}
+
+impl Fixture {
+    fn maker(&self) -> Arc<FakeMaker> {
+        Arc::new(FakeMaker {
+            iam: self.iam.clone(),
+            made: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_key_maker_makes_the_key_once_last_is_retired() {
+    let f = Fixture::new();
+    f.seed("AKIALAST", true, 30);
+    let current = f.seed("AKIACUR", true, 10);
+    let store = f.store("a", Some(&current));
+    let maker = f.maker();
+    let engine = f.engine().with_key_maker(maker.clone());
+    let report = engine.rotate_user(&target(USER, &[&store])).await;
+    assert_eq!(report.outcome, Outcome::Rotated, "{:?}", report.error);
+    assert_eq!(report.deleted.as_deref(), Some("AKIALAST"));
+    assert_eq!(report.created.as_deref(), Some("AKIAMADE"));
+    assert_eq!(store.held_id().as_deref(), Some("AKIAMADE"));
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIACUR", "AKIAMADE"]));
+    assert_eq!(
+        f.iam.calls(IamOp::Create),
+        0,
+        "IAM's CreateAccessKey is not used"
+    );
+    assert_eq!(maker.made.load(Ordering::SeqCst), 1);
+    f.assert_safe();
+
+    // A dry run names the maker's way.
+    let f = Fixture::new().dry_run();
+    let current = f.seed("AKIACUR", true, 10);
+    let store = f.store("a", Some(&current));
+    let maker = f.maker();
+    let report = f
+        .engine()
+        .with_key_maker(maker.clone())
+        .rotate_user(&target(USER, &[&store]))
+        .await;
+    assert!(
+        report
+            .actions
+            .contains(&"would create a new key with the fake maker".to_string()),
+        "{:?}",
+        report.actions
+    );
+    assert_eq!(maker.made.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_key_makers_key_is_kept_when_its_hand_off_fails() {
+    let f = Fixture::new();
+    let current = f.seed("AKIACUR", true, 10);
+    let (a, b) = (f.store("a", Some(&current)), f.store("b", Some(&current)));
+    b.fail_on(Step::Write);
+    let report = f
+        .engine()
+        .with_key_maker(f.maker())
+        .rotate_user(&target(USER, &[&a, &b]))
+        .await;
+    let err = error_of(&report);
+    assert!(
+        err.contains("rolled back: stores restored; new key AKIAMADE kept: the maker holds it"),
+        "{err}"
+    );
+    assert_eq!(a.held().as_ref(), Some(&current));
+    assert_eq!(b.held().as_ref(), Some(&current));
+    // The maker's key stays for the next run to hand on; the stores' key was never touched.
+    assert_eq!(f.iam.key_ids(USER), ids(&["AKIACUR", "AKIAMADE"]));
+    assert_eq!(f.iam.calls(IamOp::Delete), 0);
+}
+
+// ---------------------------------------------------------------------------------------
 // The run's time limit
 
 #[tokio::test]
