@@ -181,6 +181,10 @@ fn show(
     Ok(())
 }
 
+/// What `show --stored` prints for a secret stored in plain text.
+const PLAIN_SECRET: &str =
+    "(plain text, not shown: --reveal prints it, `credrot profile encrypt` encrypts it)";
+
 /// `show --stored`: the values as the file holds them; nothing is decrypted.
 fn show_stored(
     file: &CredentialsFile,
@@ -189,9 +193,19 @@ fn show_stored(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let stored = profile::load(file, name)?;
+    // A plain-text secret's stored form is the secret itself: --stored shows what is
+    // encrypted, and only --reveal prints a secret.
     let fields: Vec<(&str, &str)> = profile::CREDENTIAL_FIELDS
         .iter()
         .filter_map(|field| stored.raw(field).map(|value| (*field, value)))
+        .map(|(field, value)| {
+            let secret = field != profile::ACCESS_KEY_ID;
+            if secret && profile::cipher::kind(value) == ValueKind::Plain {
+                (field, PLAIN_SECRET)
+            } else {
+                (field, value)
+            }
+        })
         .collect();
     if format == OutputFormat::Json {
         let mut document = serde_json::Map::new();

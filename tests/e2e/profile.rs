@@ -556,6 +556,21 @@ fn profile_env_refuses_a_terminal_unless_forced() {
 fn profile_show_stored_prints_the_ciphertext_without_the_ssh_key() {
     let moto = Moto::start();
     let (home, key) = setup(&moto, "erin");
+    // A plain-text secret's stored form is the secret: --stored does not print it.
+    let out = home
+        .credrot()
+        .args(["profile", "show", "work", "--stored"])
+        .assert()
+        .success();
+    let shown = stdout_of(&out);
+    assert!(
+        shown.contains(&key.id) && !shown.contains(&key.secret),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("aws_secret_access_key = (plain text, not shown: --reveal prints it"),
+        "{shown}"
+    );
     home.protected_key();
     home.credrot()
         .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
