@@ -169,13 +169,15 @@ class Emulator:
 class Proxy:
     """tests/support/fault_proxy.py in front of an emulator: latency and request counts."""
 
-    def __init__(self, upstream, latency_ms):
-        """Start the proxy on a free port, adding `latency_ms` to every request."""
+    def __init__(self, upstream, latency_ms, max_rps=0):
+        """Start the proxy on a free port, adding `latency_ms` to every request, and
+        answering Throttling above `max_rps` requests per second (0: never)."""
         self.port = free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.proc = subprocess.Popen(
             [sys.executable, str(PROXY_SCRIPT), "--upstream", upstream,
-             "--port", str(self.port), "--latency-ms", str(latency_ms)],
+             "--port", str(self.port), "--latency-ms", str(latency_ms),
+             "--max-rps", str(max_rps)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
             wait_for_port(self.port, "fault proxy")
@@ -320,7 +322,8 @@ def calls_from(stats, rotated, setup_actions):
                  if rotated else {})
     return {"requests": stats.get("requests"), "per_rotated_user": per_user,
             "per_rotated_user_by_action": breakdown, "by_action": stats.get("by_action"),
-            "throttled_by_proxy": stats.get("rate_limited", 0) + stats.get("throttled", 0)}
+            "throttled_by_proxy": sum(stats.get(kind, 0) for kind in
+                                      ("rate_limited", "throttled", "throttled_every"))}
 
 
 def default_concurrency(credrot):
@@ -434,7 +437,7 @@ def run_credrot_accounts(args, workroot, accounts, settings):
     users = args.users * len(accounts)
     with tempfile.TemporaryDirectory(dir=workroot) as workdir, \
             seeded_accounts_emulator(workdir, accounts, args.users) as emu, \
-            Proxy(emu.endpoint, args.latency_ms) as proxy:
+            Proxy(emu.endpoint, args.latency_ms, args.max_rps) as proxy:
         with open(os.path.join(workdir, "services.toml"), "w", encoding="utf-8") as config:
             config.write(credrot_accounts_config(accounts, settings))
         argv = [args.credrot, "--output", "json", "--quiet", "rotate", "--path", IAM_PATH,
@@ -497,7 +500,7 @@ def run_sequential_loop(args, workroot, accounts):
     users = args.users * len(accounts)
     with tempfile.TemporaryDirectory(dir=workroot) as workdir, \
             seeded_accounts_emulator(workdir, accounts, args.users) as emu, \
-            Proxy(emu.endpoint, args.latency_ms) as proxy:
+            Proxy(emu.endpoint, args.latency_ms, args.max_rps) as proxy:
         script = os.path.join(workdir, "loop.sh")
         with open(script, "w", encoding="utf-8") as loop:
             loop.write(SEQUENTIAL_LOOP.format(accounts=" ".join(accounts), role=MEMBER_ROLE,
@@ -593,7 +596,7 @@ def run_accounts(args, results):
     """The many-accounts benchmark: credrot over `[accounts]` (each --account-settings
     variant) and the sequential per-account loop, each on a fresh identical fleet."""
     accounts = member_accounts(args.accounts)
-    results.update({"mode": "accounts", "accounts": args.accounts,
+    results.update({"mode": "accounts", "accounts": args.accounts, "max_rps": args.max_rps,
                     "users_per_account": args.users, "users": args.users * args.accounts,
                     "member_role": MEMBER_ROLE, "credrot": []})
     workroot = tempfile.mkdtemp(prefix="credrot-bench-")
@@ -902,6 +905,10 @@ def main():
                         help="with --accounts: the [accounts] settings of each credrot run, "
                              "';'-separated, each 'default' or name=value pairs, e.g. "
                              "'default;concurrency=20,max_in_flight=640' (default: default)")
+    parser.add_argument("--max-rps", type=float, default=0,
+                        help="with --accounts: the proxy answers Throttling above this many "
+                             "requests per second, over all accounts together (default 0: "
+                             "never)")
     parser.add_argument("--credrot", default=str(REPO / "target" / "release" / "credrot"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
