@@ -465,6 +465,7 @@ def run_credrot_accounts(args, workroot, accounts, settings):
         "loadavg_1m_before": round(load, 2),
         "aws_calls_reported": reported, "retries_reported": reported.get("retries"),
         "throttling_errors_shown": throttling_errors(summary, err),
+        "user_errors": error_sample([summary]),
         # credrot checks who it runs as once, before it selects the accounts.
         "calls": accounts_calls(stats, rotated, accounts, caller_checks=1),
         "stderr_tail": err.strip().splitlines()[-3:],
@@ -477,8 +478,22 @@ def run_credrot_accounts(args, workroot, accounts, settings):
 
 def throttling_errors(summary, stderr):
     """Throttling errors that reached the output: in the users' errors or on stderr."""
-    errors = [u.get("error") or "" for u in summary.get("users", []) if u.get("error")]
-    return sum("hrottl" in e for e in errors) + stderr.count("hrottl")
+    return sum("hrottl" in e for e in user_errors(summary)) + stderr.count("hrottl")
+
+
+def user_errors(summary):
+    """The errors of the users a run's JSON summary reports failed."""
+    return [u.get("error") or "" for u in summary.get("users", []) if u.get("error")]
+
+
+def error_sample(summaries):
+    """Up to 5 distinct user errors over `summaries`, with how often each occurred, so a
+    failed run's JSON says why (errors name users and actions, never a secret)."""
+    counts = {}
+    for summary in summaries:
+        for error in user_errors(summary):
+            counts[error] = counts.get(error, 0) + 1
+    return [{"error": e, "users": n} for e, n in sorted(counts.items(), key=lambda i: -i[1])[:5]]
 
 
 SEQUENTIAL_LOOP = """#!/usr/bin/env bash
@@ -539,6 +554,7 @@ def run_sequential_loop(args, workroot, accounts):
         "retries_reported": retries,
         "throttling_errors_shown": sum(throttling_errors(s, "") for s in summaries.values())
                                    + err.count("hrottl"),
+        "user_errors": error_sample(summaries.values()),
         "calls": accounts_calls(stats, rotated, accounts, caller_checks=0),
         "stderr_tail": err.strip().splitlines()[-3:],
     }
