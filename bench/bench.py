@@ -41,6 +41,13 @@ BOOTSTRAP_REQUESTS = 3
 PYTHON_TOOL = "iam-credential-rotation==0.2.2"
 PYTHON_TOOL_CAP = 20
 KEY_STATES = ("no key", "one active", "two active", "inactive + active")
+# Many accounts (--accounts): the member accounts' role, and what creating it costs in
+# unauthenticated requests (CreateRole, PutRolePolicy).
+MANAGEMENT_ACCOUNT = "123456789012"  # moto's default account: the admin's
+MEMBER_ROLE = "credrot-bench"
+MEMBER_BOOTSTRAP_REQUESTS = 2
+ALLOW_ALL = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 # Seeding threads: enough to keep the emulator busy, few enough not to starve it.
 SEED_WORKERS = 8
 
@@ -71,13 +78,15 @@ def wait_for_port(port, what, timeout=30.0):
 
 
 def client(service, endpoint, key, pool=10):
-    """A boto3 client for `service` at `endpoint`, signing with `key` (id, secret)."""
+    """A boto3 client for `service` at `endpoint`, signing with `key` (id, secret, and the
+    session token of an assumed role's credentials)."""
     return boto3.client(
         service,
         endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id=key[0],
         aws_secret_access_key=key[1],
+        aws_session_token=key[2] if len(key) > 2 else None,
         config=botocore.config.Config(
             max_pool_connections=pool,
             retries={"mode": "standard", "max_attempts": 5},
@@ -86,20 +95,25 @@ def client(service, endpoint, key, pool=10):
 
 
 class Emulator:
-    """A moto server on a free loopback port with IAM auth on and an admin identity."""
+    """A moto server on a free loopback port with IAM auth on and an admin identity; with
+    `member_accounts`, also the role credrot assumes in each of those accounts."""
 
-    def __init__(self, workdir):
-        """Start moto, wait for it, and bootstrap the admin in the unauthenticated requests."""
+    def __init__(self, workdir, member_accounts=()):
+        """Start moto, wait for it, and bootstrap the admin (and the member accounts' roles)
+        in the unauthenticated requests."""
         self.port = free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.log = open(os.path.join(workdir, "moto-%d.log" % self.port), "wb")
-        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(BOOTSTRAP_REQUESTS))
+        unauthenticated = BOOTSTRAP_REQUESTS + MEMBER_BOOTSTRAP_REQUESTS * len(member_accounts)
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(unauthenticated))
         self.proc = subprocess.Popen(
             ["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         try:
             wait_for_port(self.port, "moto_server")
             self.admin = self._bootstrap()
+            for account in member_accounts:
+                self._bootstrap_member(account)
         except BaseException:
             self.stop()
             raise
@@ -110,10 +124,35 @@ class Emulator:
         iam.create_user(UserName="bench-admin")
         iam.put_user_policy(
             UserName="bench-admin", PolicyName="allow-all",
-            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            PolicyDocument=json.dumps(ALLOW_ALL))
         key = iam.create_access_key(UserName="bench-admin")["AccessKey"]
         return (key["AccessKeyId"], key["SecretAccessKey"])
+
+    def _bootstrap_member(self, account):
+        """Create MEMBER_ROLE in `account`, trusting the management account: the
+        MEMBER_BOOTSTRAP_REQUESTS unauthenticated requests, acting in that account through
+        moto's `x-moto-account-id` header (authentication would refuse them: the admin has no
+        identity there yet)."""
+        iam = client("iam", self.endpoint, ("bootstrap", "bootstrap"))
+
+        def in_account(request, **_):
+            request.headers["x-moto-account-id"] = account
+
+        iam.meta.events.register("before-sign.iam.*", in_account)
+        iam.create_role(RoleName=MEMBER_ROLE, AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::%s:root"
+                                                        % MANAGEMENT_ACCOUNT},
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]}]}))
+        iam.put_role_policy(RoleName=MEMBER_ROLE, PolicyName="allow-all",
+                            PolicyDocument=json.dumps(ALLOW_ALL))
+
+    def member_credentials(self, account):
+        """Credentials of MEMBER_ROLE in `account`, assumed by the admin (auth is on by now)."""
+        sts = client("sts", self.endpoint, self.admin)
+        creds = sts.assume_role(RoleArn=member_role_arn(account),
+                                RoleSessionName="bench-seed")["Credentials"]
+        return (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
 
     def stop(self):
         """Stop moto (the process this object started) and close its log."""
@@ -130,13 +169,15 @@ class Emulator:
 class Proxy:
     """tests/support/fault_proxy.py in front of an emulator: latency and request counts."""
 
-    def __init__(self, upstream, latency_ms):
-        """Start the proxy on a free port, adding `latency_ms` to every request."""
+    def __init__(self, upstream, latency_ms, max_rps=0):
+        """Start the proxy on a free port, adding `latency_ms` to every request, and
+        answering Throttling above `max_rps` requests per second (0: never)."""
         self.port = free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.proc = subprocess.Popen(
             [sys.executable, str(PROXY_SCRIPT), "--upstream", upstream,
-             "--port", str(self.port), "--latency-ms", str(latency_ms)],
+             "--port", str(self.port), "--latency-ms", str(latency_ms),
+             "--max-rps", str(max_rps)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
             wait_for_port(self.port, "fault proxy")
@@ -176,10 +217,11 @@ def user_names(count):
     return ["bench-%05d" % i for i in range(count)]
 
 
-def seed_fleet(emulator, count):
+def seed_fleet(emulator, count, credentials=None, report=True):
     """Create `count` users under IAM_PATH in mixed key states, round robin over KEY_STATES
-    (user i gets state i % 4; for "inactive + active" the older key is the Inactive one)."""
-    iam = client("iam", emulator.endpoint, emulator.admin, pool=SEED_WORKERS)
+    (user i gets state i % 4; for "inactive + active" the older key is the Inactive one), in
+    the account of `credentials` (default: the admin's)."""
+    iam = client("iam", emulator.endpoint, credentials or emulator.admin, pool=SEED_WORKERS)
 
     def seed(index_name):
         index, name = index_name
@@ -193,7 +235,8 @@ def seed_fleet(emulator, count):
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(SEED_WORKERS) as pool:
         list(pool.map(seed, enumerate(user_names(count))))
-    log("seeded %d users in %.1f s" % (count, time.perf_counter() - started))
+    if report:
+        log("seeded %d users in %.1f s" % (count, time.perf_counter() - started))
 
 
 def clean_aws_env(workdir, endpoint, key):
@@ -279,7 +322,8 @@ def calls_from(stats, rotated, setup_actions):
                  if rotated else {})
     return {"requests": stats.get("requests"), "per_rotated_user": per_user,
             "per_rotated_user_by_action": breakdown, "by_action": stats.get("by_action"),
-            "throttled_by_proxy": stats.get("rate_limited", 0) + stats.get("throttled", 0)}
+            "throttled_by_proxy": sum(stats.get(kind, 0) for kind in
+                                      ("rate_limited", "throttled", "throttled_every"))}
 
 
 def default_concurrency(credrot):
@@ -338,6 +382,253 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
         log("credrot run incomplete: exit %d, %d/%d rotated; %s"
             % (code, rotated, users, " | ".join(result["stderr_tail"])))
     return result
+
+
+def member_accounts(count):
+    """The member account ids of an --accounts run: 200000000001, 200000000002, ..."""
+    return ["2%011d" % (i + 1) for i in range(count)]
+
+
+def member_role_arn(account):
+    """The role credrot assumes in a member account."""
+    return "arn:aws:iam::%s:role/%s" % (account, MEMBER_ROLE)
+
+
+def seeded_accounts_emulator(workdir, accounts, users):
+    """A fresh emulator with MEMBER_ROLE and `users` users under IAM_PATH (the usual key
+    states) in each member account, seeded through the role once authentication is on; the
+    management account itself holds no fleet user, so every user is a member account's."""
+    emu = Emulator(workdir, accounts)
+    try:
+        started = time.perf_counter()
+        for account in accounts:
+            seed_fleet(emu, users, emu.member_credentials(account), report=False)
+        log("seeded %d accounts x %d users in %.1f s"
+            % (len(accounts), users, time.perf_counter() - started))
+    except BaseException:
+        emu.stop()
+        raise
+    return emu
+
+
+def accounts_calls(stats, rotated, accounts, caller_checks):
+    """The proxy's request counts of a many-accounts run: all requests per rotated user, and
+    per rotated user without the once-per-account calls (AssumeRole, ListUsers) and the
+    `caller_checks` GetCallerIdentity calls that are not a new key's verification."""
+    calls = calls_from(stats, rotated, {"AssumeRole": len(accounts), "ListUsers": len(accounts),
+                                        "GetCallerIdentity": caller_checks})
+    calls["all_per_rotated_user"] = (round(stats.get("requests", 0) / rotated, 3)
+                                     if rotated else None)
+    return calls
+
+
+def credrot_accounts_config(accounts, settings):
+    """services.toml of a many-accounts credrot run: `[accounts]` over `accounts` with
+    `settings` (name -> value) on top of credrot's defaults."""
+    lines = ["[accounts]", "ids = [%s]" % ", ".join('"%s"' % a for a in accounts),
+             'role_name = "%s"' % MEMBER_ROLE]
+    lines += ["%s = %s" % (name, value) for name, value in sorted(settings.items())]
+    return "\n".join(lines) + "\n"
+
+
+def run_credrot_accounts(args, workroot, accounts, settings):
+    """One `credrot rotate --path` over every member account (`[accounts]` with `settings`,
+    {} for credrot's defaults) on a fresh seeded emulator behind the latency proxy."""
+    users = args.users * len(accounts)
+    with tempfile.TemporaryDirectory(dir=workroot) as workdir, \
+            seeded_accounts_emulator(workdir, accounts, args.users) as emu, \
+            Proxy(emu.endpoint, args.latency_ms, args.max_rps) as proxy:
+        with open(os.path.join(workdir, "services.toml"), "w", encoding="utf-8") as config:
+            config.write(credrot_accounts_config(accounts, settings))
+        argv = [args.credrot, "--output", "json", "--quiet", "rotate", "--path", IAM_PATH,
+                "-o", "keys.json"]
+        load = os.getloadavg()[0]
+        code, wall, rss_kib, cpu_s, out, err = run_measured(
+            argv, workdir, clean_aws_env(workdir, proxy.endpoint, emu.admin))
+        stats = proxy.stats()
+    summary = {}
+    try:
+        summary = json.loads(out)
+    except ValueError:
+        pass
+    rotated = summary.get("rotated", 0)
+    failed_accounts = [a["id"] for a in summary.get("accounts", []) if a.get("error")]
+    reported = summary.get("aws_calls") or {}
+    result = {
+        "tool": "credrot", "mode": "accounts", "settings": settings or "default",
+        "accounts": len(accounts), "users": users, "latency_ms": args.latency_ms,
+        "exit_code": code, "wall_s": round(wall, 3), "rotated": rotated,
+        "failed": summary.get("failed", 0), "failed_accounts": failed_accounts,
+        "users_per_s": round(rotated / wall, 1) if wall else None,
+        "ms_per_user": round(1000 * wall / users, 2),
+        "peak_rss_mb": round(rss_kib / 1024, 1), "cpu_s": cpu_s,
+        "loadavg_1m_before": round(load, 2),
+        "aws_calls_reported": reported, "retries_reported": reported.get("retries"),
+        "throttling_errors_shown": throttling_errors(summary, err),
+        "user_errors": error_sample([summary]),
+        # credrot checks who it runs as once, before it selects the accounts.
+        "calls": accounts_calls(stats, rotated, accounts, caller_checks=1),
+        "stderr_tail": err.strip().splitlines()[-3:],
+    }
+    if code != 0 or rotated != users:
+        log("credrot run incomplete: exit %d, %d/%d rotated; %s"
+            % (code, rotated, users, " | ".join(result["stderr_tail"])))
+    return result
+
+
+def throttling_errors(summary, stderr):
+    """Throttling errors that reached the output: in the users' errors or on stderr."""
+    return sum("hrottl" in e for e in user_errors(summary)) + stderr.count("hrottl")
+
+
+def user_errors(summary):
+    """The errors of the users a run's JSON summary reports failed."""
+    return [u.get("error") or "" for u in summary.get("users", []) if u.get("error")]
+
+
+def error_sample(summaries):
+    """Up to 5 distinct user errors over `summaries`, with how often each occurred, so a
+    failed run's JSON says why (errors name users and actions, never a secret)."""
+    counts = {}
+    for summary in summaries:
+        for error in user_errors(summary):
+            counts[error] = counts.get(error, 0) + 1
+    return [{"error": e, "users": n} for e, n in sorted(counts.items(), key=lambda i: -i[1])[:5]]
+
+
+SEQUENTIAL_LOOP = """#!/usr/bin/env bash
+# The loop a user writes today without [accounts]: one credrot run per account, each under
+# that account's role (credrot exec assumes it and runs the rotation with its credentials).
+status=0
+for account in {accounts}; do
+    {credrot} exec --role-arn "arn:aws:iam::$account:role/{role}" -- \\
+        {credrot} --output json --quiet rotate --path {path} -o "keys-$account.json" \\
+        > "summary-$account.json" || status=1
+done
+exit $status
+"""
+
+
+def run_sequential_loop(args, workroot, accounts):
+    """The per-account shell loop (SEQUENTIAL_LOOP) on a fresh seeded emulator behind the
+    latency proxy, credrot at its defaults in each account; no services.toml, as today."""
+    users = args.users * len(accounts)
+    with tempfile.TemporaryDirectory(dir=workroot) as workdir, \
+            seeded_accounts_emulator(workdir, accounts, args.users) as emu, \
+            Proxy(emu.endpoint, args.latency_ms, args.max_rps) as proxy:
+        script = os.path.join(workdir, "loop.sh")
+        with open(script, "w", encoding="utf-8") as loop:
+            loop.write(SEQUENTIAL_LOOP.format(accounts=" ".join(accounts), role=MEMBER_ROLE,
+                                              credrot=args.credrot, path=IAM_PATH))
+        env = clean_aws_env(workdir, proxy.endpoint, emu.admin)
+        # exec caches sessions under the user's cache directory: a fresh one per run.
+        env["XDG_CACHE_HOME"] = os.path.join(workdir, "cache")
+        load = os.getloadavg()[0]
+        code, wall, rss_kib, cpu_s, _, err = run_measured(["bash", script], workdir, env)
+        stats = proxy.stats()
+        summaries = {}
+        for account in accounts:
+            try:
+                with open(os.path.join(workdir, "summary-%s.json" % account),
+                          encoding="utf-8") as summary:
+                    summaries[account] = json.load(summary)
+            except (OSError, ValueError):
+                summaries[account] = {}
+    rotated = sum(s.get("rotated", 0) for s in summaries.values())
+    calls = sum((s.get("aws_calls") or {}).get("calls", 0) for s in summaries.values())
+    retries = sum((s.get("aws_calls") or {}).get("retries", 0) for s in summaries.values())
+    result = {
+        "tool": "sequential loop (credrot exec --role-arn ... -- credrot rotate, per account)",
+        "mode": "accounts", "accounts": len(accounts), "users": users,
+        "latency_ms": args.latency_ms, "exit_code": code, "wall_s": round(wall, 3),
+        "rotated": rotated, "failed": sum(s.get("failed", 0) for s in summaries.values()),
+        "failed_accounts": [a for a, s in summaries.items() if not s],
+        "users_per_s": round(rotated / wall, 1) if wall else None,
+        "ms_per_user": round(1000 * wall / users, 2),
+        "peak_rss_mb": round(rss_kib / 1024, 1), "cpu_s": cpu_s,
+        "loadavg_1m_before": round(load, 2),
+        # The rotations' own counts, summed over the accounts; exec's AssumeRole is not in
+        # them (exec prints no summary), the proxy sees it.
+        "aws_calls_reported": {"calls": calls, "retries": retries,
+                               "runs": len([s for s in summaries.values() if s])},
+        "retries_reported": retries,
+        "throttling_errors_shown": sum(throttling_errors(s, "") for s in summaries.values())
+                                   + err.count("hrottl"),
+        "user_errors": error_sample(summaries.values()),
+        "calls": accounts_calls(stats, rotated, accounts, caller_checks=0),
+        "stderr_tail": err.strip().splitlines()[-3:],
+    }
+    if code != 0 or rotated != users:
+        log("sequential loop incomplete: exit %d, %d/%d rotated; %s"
+            % (code, rotated, users, " | ".join(result["stderr_tail"])))
+    return result
+
+
+def parse_account_settings(text):
+    """--account-settings: variants separated by ';', each 'default' or 'name=value' pairs
+    separated by ','; e.g. "default;concurrency=20,max_in_flight=640"."""
+    variants = []
+    for variant in text.split(";"):
+        variant = variant.strip()
+        if variant in ("", "default"):
+            variants.append({})
+            continue
+        settings = {}
+        for pair in variant.split(","):
+            name, sep, value = pair.partition("=")
+            if not sep or not value.strip().isdigit():
+                sys.exit("bench: --account-settings: '%s' is not name=number" % pair)
+            settings[name.strip()] = int(value)
+        variants.append(settings)
+    return variants
+
+
+def accounts_table(results):
+    """The human-readable summary of a many-accounts run."""
+    loop = results["sequential_loop"]
+    rows = [("run", "accounts", "users", "wall s", "users/s", "x loop", "calls/user (all)",
+             "calls/user (rotation)", "aws_calls", "retries", "throttled (proxy)", "CPU s",
+             "RSS MB")]
+    for run in results["credrot"] + [loop]:
+        calls = run["calls"]
+        name = ("sequential loop (exec + rotate per account)" if run is loop else
+                "credrot [accounts] %s" % (
+                    "defaults" if run["settings"] == "default" else
+                    ", ".join("%s=%s" % kv for kv in sorted(run["settings"].items()))))
+        rows.append((
+            name, run["accounts"], run["users"], run["wall_s"], run["users_per_s"],
+            "%.2fx" % ratio(loop["wall_s"], run["wall_s"]) if run is not loop else "1x",
+            "%.2f" % calls["all_per_rotated_user"] if calls["all_per_rotated_user"] else "-",
+            "%.2f" % calls["per_rotated_user"] if calls["per_rotated_user"] else "-",
+            run["aws_calls_reported"].get("calls"), run["retries_reported"],
+            calls["throttled_by_proxy"], run["cpu_s"], run["peak_rss_mb"]))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_accounts(args, results):
+    """The many-accounts benchmark: credrot over `[accounts]` (each --account-settings
+    variant) and the sequential per-account loop, each on a fresh identical fleet."""
+    accounts = member_accounts(args.accounts)
+    results.update({"mode": "accounts", "accounts": args.accounts, "max_rps": args.max_rps,
+                    "users_per_account": args.users, "users": args.users * args.accounts,
+                    "member_role": MEMBER_ROLE, "credrot": []})
+    workroot = tempfile.mkdtemp(prefix="credrot-bench-")
+    try:
+        for settings in parse_account_settings(args.account_settings):
+            log("credrot [accounts] %s: %d accounts x %d users, latency %g ms"
+                % (settings or "defaults", args.accounts, args.users, args.latency_ms))
+            results["credrot"].append(run_credrot_accounts(args, workroot, accounts, settings))
+        log("sequential loop: %d accounts x %d users, latency %g ms"
+            % (args.accounts, args.users, args.latency_ms))
+        results["sequential_loop"] = run_sequential_loop(args, workroot, accounts)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    for run in results["credrot"]:
+        run["speedup_vs_loop"] = ratio(results["sequential_loop"]["wall_s"], run["wall_s"])
+    return accounts_table(results)
 
 
 class CallerIdentity:
@@ -621,16 +912,30 @@ def main():
                         help="credrot alone: no floor, no Python tool, no startup timing")
     parser.add_argument("--no-count", action="store_true",
                         help="at 0 latency, skip the extra runs through the counting proxy")
+    parser.add_argument("--accounts", type=int, default=0,
+                        help="many accounts: N member accounts with --users users each; "
+                             "credrot over [accounts] against the sequential per-account "
+                             "loop (credrot exec --role-arn ... -- credrot rotate), always "
+                             "through the proxy (default 0: one account)")
+    parser.add_argument("--account-settings", default="default",
+                        help="with --accounts: the [accounts] settings of each credrot run, "
+                             "';'-separated, each 'default' or name=value pairs, e.g. "
+                             "'default;concurrency=20,max_in_flight=640' (default: default)")
+    parser.add_argument("--max-rps", type=float, default=0,
+                        help="with --accounts: the proxy answers Throttling above this many "
+                             "requests per second, over all accounts together (default 0: "
+                             "never)")
     parser.add_argument("--credrot", default=str(REPO / "target" / "release" / "credrot"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
+    # Absolute: the runs start in their own temporary directories.
+    args.credrot = os.path.abspath(args.credrot)
     if not os.access(args.credrot, os.X_OK):
         parser.error("%s is not built: cargo build --release" % args.credrot)
     args.default_width = default_concurrency(args.credrot)
     concurrencies = [args.default_width if c == "default" else int(c)
                      for c in args.concurrency.split(",")]
     locks = [{"lock": True, "no-lock": False}[m] for m in args.lock_modes.split(",")]
-    workroot = tempfile.mkdtemp(prefix="credrot-bench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "command": "bash bench/run " + " ".join(sys.argv[1:]),
                "machine": machine(), "users": args.users, "latency_ms": args.latency_ms,
@@ -638,6 +943,17 @@ def main():
                         % (IAM_PATH, ", ".join(KEY_STATES)),
                "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                "credrot": []}
+    if args.accounts:
+        summary = run_accounts(args, results)
+        save(results, args.out)
+        print(summary)
+        print("calls/user (all): every request the proxy saw per rotated user; (rotation): "
+              "without the once-per-account AssumeRole and ListUsers and credrot's one "
+              "caller check; aws_calls: credrot's own count (the loop's: its %d rotations "
+              "summed, exec's AssumeRole not included)" % args.accounts)
+        print_machine(results)
+        return
+    workroot = tempfile.mkdtemp(prefix="credrot-bench-")
     try:
         if args.only == "all":
             log("timing credrot list (start-up)")
@@ -702,11 +1018,7 @@ def main():
                             args.latency_ms, via_proxy=args.latency_ms > 0) for lock in locks]
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
-    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as out:
-        json.dump(results, out, indent=2)
-        out.write("\n")
+    save(results, args.out)
     print(table(results))
     if "startup" in results:
         s = results["startup"]
@@ -726,6 +1038,20 @@ def main():
               % (costs["users"], ", ".join("%s %.2f" % kv for kv in costs["ms_per_call"].items())))
     print("calls/user: requests per rotated user seen by the proxy, less the run's one "
           "ListUsers; by action in %s" % args.out)
+    print_machine(results)
+
+
+def save(results, path):
+    """Write the figures (with the load average now) to the JSON file at `path`."""
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(results, out, indent=2)
+        out.write("\n")
+
+
+def print_machine(results):
+    """The line naming the machine and its load, under every table."""
     m = results["machine"]
     print("machine: %s cores, %s, %s GiB, moto %s; load average %s at start, %s at end"
           % (m["nproc"], m["cpu"], m["mem_gib"], m["moto"], results["loadavg_at_start"][0],

@@ -77,3 +77,99 @@ fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
     assert!(floors.iter().any(|f| f["verify"] == true), "{figures}");
     assert!(figures["startup"]["median_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// `--accounts`: credrot over `[accounts]` and the sequential per-account loop, each on its
+/// own fresh fleet of 2 member accounts x 3 users behind the proxy; every figure is there and
+/// the request counts are exact (3 users in the round robin: one with two keys per account).
+#[test]
+fn the_many_accounts_benchmark_compares_credrot_with_the_per_account_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("accounts.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
+    let run = Command::new("python3")
+        .arg(&script)
+        .args(["--credrot", env!("CARGO_BIN_EXE_credrot")])
+        .args(["--accounts", "2", "--users", "3", "--latency-ms", "5"])
+        .args([
+            "--account-settings",
+            "default;concurrency=2,max_in_flight=4",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for column in [
+        "wall s",
+        "x loop",
+        "calls/user (rotation)",
+        "retries",
+        "throttled",
+    ] {
+        assert!(stdout.contains(column), "no '{column}' column:\n{stdout}");
+    }
+
+    let figures = read_json(&out);
+    assert_eq!(
+        (&figures["accounts"], &figures["users"]),
+        (&2.into(), &6.into())
+    );
+    let credrot = figures["credrot"].as_array().unwrap();
+    assert_eq!(credrot.len(), 2, "{figures}");
+    assert_eq!(credrot[0]["settings"], "default");
+    assert_eq!(credrot[1]["settings"]["max_in_flight"], 4);
+    let rotation = [
+        ("ListAccessKeys", 6),
+        ("DeleteAccessKey", 2),
+        ("CreateAccessKey", 6),
+        ("AssumeRole", 2),
+        ("ListUsers", 2),
+    ];
+    let loop_run = &figures["sequential_loop"];
+    for run in credrot.iter().chain([loop_run]) {
+        assert_eq!(
+            (&run["rotated"], &run["failed"], &run["exit_code"]),
+            (&6.into(), &0.into(), &0.into()),
+            "{run}"
+        );
+        assert_eq!(run["failed_accounts"], serde_json::json!([]), "{run}");
+        let by_action = &run["calls"]["by_action"];
+        for (action, count) in rotation {
+            assert_eq!(by_action[action], count, "{action}: {run}");
+        }
+        // Without the per-account calls: list + create + verify, and a delete for one user
+        // of three.
+        let per_user = run["calls"]["per_rotated_user"].as_f64().unwrap();
+        assert!((per_user - 10.0 / 3.0).abs() < 1e-9, "{run}");
+        assert_eq!(run["retries_reported"], 0, "{run}");
+        assert_eq!(run["calls"]["throttled_by_proxy"], 0, "{run}");
+        assert_eq!(run["throttling_errors_shown"], 0, "{run}");
+        for figure in ["wall_s", "users_per_s", "peak_rss_mb"] {
+            assert!(run[figure].as_f64().unwrap() > 0.0, "{figure}: {run}");
+        }
+    }
+    for run in credrot {
+        // Each new key's verification, and the one check of who the run is before it
+        // selects the accounts; credrot's own count is what the proxy saw.
+        assert_eq!(run["calls"]["by_action"]["GetCallerIdentity"], 7, "{run}");
+        assert_eq!(
+            run["aws_calls_reported"]["calls"], run["calls"]["requests"],
+            "{run}"
+        );
+        assert!(run["speedup_vs_loop"].is_number(), "{run}");
+    }
+    assert_eq!(loop_run["calls"]["by_action"]["GetCallerIdentity"], 6);
+    // The loop's rotations count their own requests; exec's AssumeRole is the rest.
+    assert_eq!(loop_run["aws_calls_reported"]["runs"], 2);
+    assert_eq!(
+        loop_run["aws_calls_reported"]["calls"].as_u64().unwrap() + 2,
+        loop_run["calls"]["requests"].as_u64().unwrap(),
+        "{loop_run}"
+    );
+}
