@@ -112,6 +112,7 @@ impl AwsContext {
             .interceptor(self.call_counter())
             .interceptor(self.wait_watch())
             .build();
+        let role_arn = request.role_arn.clone();
         let role = AssumedRole {
             client: aws_sdk_sts::Client::from_conf(config),
             request,
@@ -123,6 +124,52 @@ impl AwsContext {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(role))
             .build();
-        Ok(self.with_sdk_config(sdk_config))
+        let context = self.with_sdk_config(sdk_config);
+        Ok(match account_of(&role_arn) {
+            Some(account) => context.for_account(account),
+            None => context,
+        })
+    }
+}
+
+/// The account of `arn:PARTITION:iam::ACCOUNT:role/NAME`.
+fn account_of(role_arn: &str) -> Option<&str> {
+    role_arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::config::retry::RetryPartition;
+
+    #[test]
+    fn each_accounts_iam_clients_have_their_own_retry_partition() {
+        assert_eq!(
+            account_of("arn:aws:iam::222222222222:role/credrot"),
+            Some("222222222222")
+        );
+        assert_eq!(account_of("not-an-arn"), None);
+        let base = AwsContext::from_sdk_config(
+            aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+        );
+        let partition = |context: &AwsContext| context.iam().partition();
+        // The caller's own account keeps the SDK's default (the service's partition).
+        assert_eq!(partition(&base), None);
+        let member = base
+            .with_sdk_config(base.sdk_config().clone())
+            .for_account("222222222222");
+        assert_eq!(
+            partition(&member),
+            Some(RetryPartition::new("iam-222222222222"))
+        );
+        // Copies of an account's context (new credentials, another region) keep it.
+        let copy = member.with_sdk_config(member.sdk_config().clone());
+        assert_eq!(partition(&copy), partition(&member));
+        assert_ne!(
+            partition(&base.for_account("333333333333")),
+            partition(&member)
+        );
     }
 }

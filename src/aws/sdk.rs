@@ -14,6 +14,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
+use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::types::StatusType;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -41,6 +42,9 @@ pub struct AwsContext {
     calls: CallCounter,
     /// Says what every client's requests wait for.
     watch: WaitWatch,
+    /// The account whose role this context signs as (see [`AwsContext::iam`]); `None`: the
+    /// caller's own.
+    account: Option<String>,
 }
 
 /// IAM and STS are global services; any region signs for them, so a run that names none
@@ -115,6 +119,7 @@ impl AwsContext {
             sdk_config,
             calls: CallCounter::default(),
             watch: WaitWatch::new(timeouts),
+            account: None,
         }
     }
 
@@ -139,6 +144,7 @@ impl AwsContext {
             sdk_config,
             calls: CallCounter::default(),
             watch: WaitWatch::new(Timeouts::from_env()),
+            account: None,
         }
     }
 
@@ -176,6 +182,7 @@ impl AwsContext {
                 .build(),
             calls: self.calls.clone(),
             watch: self.watch.clone(),
+            account: self.account.clone(),
         }
     }
 
@@ -185,7 +192,14 @@ impl AwsContext {
             sdk_config,
             calls: self.calls.clone(),
             watch: self.watch.clone(),
+            account: self.account.clone(),
         }
+    }
+
+    /// The same context, for the clients of `account` (a role assumed there).
+    pub fn for_account(mut self, account: &str) -> AwsContext {
+        self.account = Some(account.to_string());
+        self
     }
 
     /// The shared SDK configuration.
@@ -207,10 +221,18 @@ impl AwsContext {
 
     /// An IAM client.
     pub fn iam(&self) -> SdkIam {
-        let config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
+        let mut config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
             .interceptor(self.calls.clone())
-            .interceptor(self.watch.clone())
-            .build();
+            .interceptor(self.watch.clone());
+        // IAM throttles each account on its own. The SDK's retry quota and adaptive rate
+        // limiter are shared by every client of one partition (by default, every IAM client
+        // of the process), so with one partition a throttled account would slow the others
+        // down and spend their retry quota until requests fail unretried. Each account
+        // gets its own.
+        if let Some(account) = &self.account {
+            config = config.retry_partition(RetryPartition::new(format!("iam-{account}")));
+        }
+        let config = config.build();
         SdkIam {
             client: aws_sdk_iam::Client::from_conf(config),
         }
@@ -262,6 +284,14 @@ impl AwsContext {
         SdkVerifier {
             client: aws_sdk_sts::Client::from_conf(config),
         }
+    }
+}
+
+impl SdkIam {
+    /// The retry partition set on this client, if not the SDK's default.
+    #[cfg(test)]
+    pub(crate) fn partition(&self) -> Option<RetryPartition> {
+        self.client.config().retry_partition().cloned()
     }
 }
 
