@@ -155,20 +155,22 @@ mod tests {
                 .build(),
         );
         let partition = |context: &AwsContext| context.iam().partition();
-        // The caller's own account keeps the SDK's default (the service's partition).
-        assert_eq!(partition(&base), None);
+        let custom = |name: &str| Some(RetryPartition::custom(name.to_string()).build());
+        // The caller's own account has a partition of its own, not the SDK's default.
+        assert_eq!(partition(&base), custom("credrot-iam"));
         let member = base
             .with_sdk_config(base.sdk_config().clone())
             .for_account("222222222222");
-        assert_eq!(
-            partition(&member),
-            Some(RetryPartition::new("iam-222222222222"))
-        );
+        assert_eq!(partition(&member), custom("credrot-iam-222222222222"));
         // Copies of an account's context (new credentials, another region) keep it.
         let copy = member.with_sdk_config(member.sdk_config().clone());
         assert_eq!(partition(&copy), partition(&member));
         assert_ne!(
-            partition(&base.for_account("333333333333")),
+            partition(
+                &base
+                    .with_sdk_config(base.sdk_config().clone())
+                    .for_account("333333333333")
+            ),
             partition(&member)
         );
     }

@@ -14,7 +14,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use aws_sdk_iam::config::retry::RetryPartition;
+use aws_sdk_iam::config::retry::{ClientRateLimiter, RetryPartition, TokenBucket};
 use aws_sdk_iam::types::StatusType;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -42,10 +42,33 @@ pub struct AwsContext {
     calls: CallCounter,
     /// Says what every client's requests wait for.
     watch: WaitWatch,
-    /// The account whose role this context signs as (see [`AwsContext::iam`]); `None`: the
-    /// caller's own.
-    account: Option<String>,
+    /// The retry partition of this account's IAM clients (see [`iam_partition`]); shared by
+    /// the context's copies.
+    iam_partition: RetryPartition,
 }
+
+/// The retry partition of one account's IAM clients. IAM throttles each account on its own,
+/// and the SDK shares a partition's adaptive rate limiter and retry quota among its clients:
+/// with the SDK's default (one partition for every IAM client of the process), a throttled
+/// account would slow the others down and spend their quota. And the quota itself is
+/// unlimited: the SDK's 500 tokens (5 per throttled retry) run dry after about 100 throttled
+/// retries, after which requests fail unretried. That guards a service against retry storms
+/// from unbounded clients; credrot's are bounded (at most `max_in_flight` users, one request
+/// each, at most 8 attempts with backoff), and a request that fails unretried fails a user's
+/// rotation.
+fn iam_partition(name: String) -> RetryPartition {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    RetryPartition::custom(name)
+        .token_bucket(TokenBucket::unlimited())
+        .client_rate_limiter(ClientRateLimiter::new(now))
+        .build()
+}
+
+/// The partition of the caller's own account.
+const OWN_PARTITION: &str = "credrot-iam";
 
 /// IAM and STS are global services; any region signs for them, so a run that names none
 /// still works.
@@ -119,7 +142,7 @@ impl AwsContext {
             sdk_config,
             calls: CallCounter::default(),
             watch: WaitWatch::new(timeouts),
-            account: None,
+            iam_partition: iam_partition(OWN_PARTITION.into()),
         }
     }
 
@@ -144,7 +167,7 @@ impl AwsContext {
             sdk_config,
             calls: CallCounter::default(),
             watch: WaitWatch::new(Timeouts::from_env()),
-            account: None,
+            iam_partition: iam_partition(OWN_PARTITION.into()),
         }
     }
 
@@ -182,7 +205,7 @@ impl AwsContext {
                 .build(),
             calls: self.calls.clone(),
             watch: self.watch.clone(),
-            account: self.account.clone(),
+            iam_partition: self.iam_partition.clone(),
         }
     }
 
@@ -192,13 +215,14 @@ impl AwsContext {
             sdk_config,
             calls: self.calls.clone(),
             watch: self.watch.clone(),
-            account: self.account.clone(),
+            iam_partition: self.iam_partition.clone(),
         }
     }
 
-    /// The same context, for the clients of `account` (a role assumed there).
+    /// The same context, for the clients of `account` (a role assumed there): its IAM
+    /// clients get that account's own retry partition.
     pub fn for_account(mut self, account: &str) -> AwsContext {
-        self.account = Some(account.to_string());
+        self.iam_partition = iam_partition(format!("{OWN_PARTITION}-{account}"));
         self
     }
 
@@ -221,18 +245,11 @@ impl AwsContext {
 
     /// An IAM client.
     pub fn iam(&self) -> SdkIam {
-        let mut config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
+        let config = aws_sdk_iam::config::Builder::from(&self.sdk_config)
+            .retry_partition(self.iam_partition.clone())
             .interceptor(self.calls.clone())
-            .interceptor(self.watch.clone());
-        // IAM throttles each account on its own. The SDK's retry quota and adaptive rate
-        // limiter are shared by every client of one partition (by default, every IAM client
-        // of the process), so with one partition a throttled account would slow the others
-        // down and spend their retry quota until requests fail unretried. Each account
-        // gets its own.
-        if let Some(account) = &self.account {
-            config = config.retry_partition(RetryPartition::new(format!("iam-{account}")));
-        }
-        let config = config.build();
+            .interceptor(self.watch.clone())
+            .build();
         SdkIam {
             client: aws_sdk_iam::Client::from_conf(config),
         }
