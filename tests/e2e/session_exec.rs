@@ -6,7 +6,7 @@
 //! authentication, and the one that shows an encrypted long-lived key calling STS runs with
 //! authentication on.
 
-use crate::harness::{mode_of, Moto, Tripwire};
+use crate::harness::{mode_of, Key, Moto, Tripwire};
 use crate::home::{stderr_of, stdout_of, Home, PASSPHRASE};
 use crate::proxy::FaultProxy;
 use aws_credential_types::Credentials;
@@ -450,9 +450,10 @@ fn write_profile_adds_temporary_credentials_and_keeps_the_rest() {
     assert_eq!(home.read_credentials(), before);
 }
 
-#[test]
-fn a_session_is_made_from_an_encrypted_profile_under_iam_auth() {
-    let moto = Moto::start();
+/// User erin (allowed GetSessionToken) and her key in profile [work] of a fresh home,
+/// encrypted with the home's passphrase-protected SSH key; the proxy in front of moto
+/// records who signs each call.
+pub(crate) fn encrypted_profile_of_erin(moto: &Moto) -> (Key, FaultProxy, Home) {
     moto.create_user("erin", "/");
     moto.allow("erin", &["sts:GetSessionToken"]);
     let key = moto.create_key("erin", true);
@@ -468,6 +469,13 @@ fn a_session_is_made_from_an_encrypted_profile_under_iam_auth() {
         .args(["profile", "encrypt", "work"])
         .assert()
         .success();
+    (key, proxy, home)
+}
+
+#[test]
+fn a_session_is_made_from_an_encrypted_profile_under_iam_auth() {
+    let moto = Moto::start();
+    let (key, proxy, home) = encrypted_profile_of_erin(&moto);
     let out = home
         .credrot_at(&proxy.endpoint)
         .args(["session", "--profile", "work", "--format", "json"])

@@ -312,21 +312,7 @@ fn session_user_bad_input_is_refused_before_any_call() {
 #[test]
 fn session_cache_of_an_encrypted_profile_is_sealed_reused_and_a_miss_under_another_key() {
     let moto = Moto::start();
-    moto.create_user("erin", "/");
-    moto.allow("erin", &["sts:GetSessionToken"]);
-    let key = moto.create_key("erin", true);
-    let proxy = FaultProxy::start(&moto.endpoint);
-    let home = Home::new();
-    home.protected_key();
-    home.write_credentials(&format!(
-        "[work]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-        key.id, key.secret
-    ));
-    home.credrot()
-        .env("CREDROT_SSH_PASSPHRASE", PASSPHRASE)
-        .args(["profile", "encrypt", "work"])
-        .assert()
-        .success();
+    let (key, proxy, home) = super::session_exec::encrypted_profile_of_erin(&moto);
     let sts_calls = || calls(&proxy, "GetSessionToken").len();
     let session = |extra: &[&str]| {
         let out = home
