@@ -236,18 +236,16 @@ fn a_time_limit_leaves_later_users_untouched_for_the_next_run() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = moto
-        .credrot(dir.path())
+        .rotate_path_json(dir.path(), PATH)
         .env("FAILPOINTS", "after-verify=sleep(12000)")
         .args([
-            "--output",
-            "json",
-            "rotate",
-            "--path",
-            PATH,
             "--concurrency",
             "1",
+            "--time-limit",
+            "6s",
+            "-o",
+            "keys.json",
         ])
-        .args(["--time-limit", "6s", "-o", "keys.json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -281,16 +279,8 @@ fn a_time_limit_leaves_later_users_untouched_for_the_next_run() {
     }
     // The next run, without a limit, rotates everyone (no rotate_after: each run rotates).
     let out = moto
-        .credrot(dir.path())
-        .args([
-            "--output",
-            "json",
-            "rotate",
-            "--path",
-            PATH,
-            "-o",
-            "keys.json",
-        ])
+        .rotate_path_json(dir.path(), PATH)
+        .args(["-o", "keys.json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

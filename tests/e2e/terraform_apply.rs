@@ -77,17 +77,8 @@ impl Project {
                     mirror.display()
                 );
                 let project = Project { dir, bin, log };
-                let init = project
-                    .terraform(moto)
-                    .args(["init", "-input=false", "-no-color"])
-                    .arg(format!("-plugin-dir={}", mirror.display()))
-                    .output()
-                    .unwrap();
-                assert!(
-                    init.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&init.stderr)
-                );
+                let plugins = format!("-plugin-dir={}", mirror.display());
+                project.terraform_ok(moto, &["init", "-input=false", "-no-color", &plugins]);
                 project
             }
             None => Project {
@@ -96,21 +87,8 @@ impl Project {
                 log,
             },
         };
-        let apply = project
-            .terraform(moto)
-            .args([
-                "apply",
-                &format!("-target={ADDRESS}"),
-                "-auto-approve",
-                "-input=false",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            apply.status.success(),
-            "{}",
-            String::from_utf8_lossy(&apply.stderr)
-        );
+        let target = format!("-target={ADDRESS}");
+        project.terraform_ok(moto, &["apply", &target, "-auto-approve", "-input=false"]);
         project
     }
 
@@ -128,6 +106,12 @@ impl Project {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1");
         cmd
+    }
+
+    /// Run terraform with `args`, which must succeed.
+    fn terraform_ok(&self, moto: &Moto, args: &[&str]) {
+        let out = self.terraform(moto).args(args).output().unwrap();
+        assert!(out.status.success(), "terraform {args:?}: {}", text(&out));
     }
 
     /// The key Terraform's outputs name.
