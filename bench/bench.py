@@ -740,7 +740,16 @@ def action_costs(workroot, users, samples=250):
 
 
 def python_tool_venv(workroot):
-    """A throwaway venv with the tool credrot replaces, installed from PyPI."""
+    """The tool credrot replaces: from this Python's environment when it holds the pinned
+    version (requirements-test.txt puts it in .venv), else a throwaway venv from PyPI."""
+    try:
+        from importlib.metadata import version, PackageNotFoundError
+        name, wanted = PYTHON_TOOL.split("==")
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        if version(name) == wanted and os.access(beside, os.X_OK):
+            return beside
+    except PackageNotFoundError:
+        pass
     venv = os.path.join(workroot, "venv")
     log("installing %s into a throwaway venv" % PYTHON_TOOL)
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
