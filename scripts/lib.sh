@@ -70,7 +70,7 @@ build_credrot() {
     if [[ -x "$REPO_ROOT/target/debug/credrot" ]]; then
         note "building credrot (cargo build --locked; only what changed)"
     else
-        note "building credrot (cargo build --locked): the first build compiles about 390 crates, 3-4 minutes on 2 cores; later builds take seconds"
+        note "building credrot (cargo build --locked): the first build compiles about 390 crates, 3-5 minutes on 2 cores; later builds take seconds"
     fi
     cargo build --locked "$@"
 }
