@@ -384,6 +384,32 @@ def run_credrot(args, workroot, users, concurrency, lock, latency_ms, via_proxy)
     return result
 
 
+def count_instructions(args, workroot, users):
+    """Instructions credrot executes for one `rotate --path` over `users` freshly seeded users,
+    counted by callgrind: unlike CPU seconds, the same for the same binary and fleet whatever
+    else the machine is doing, so two builds can be compared on a busy machine."""
+    if not shutil.which("valgrind"):
+        sys.exit("bench: --instructions needs valgrind (Debian package valgrind)")
+    with tempfile.TemporaryDirectory(dir=workroot) as workdir, Emulator(workdir) as emu:
+        seed_fleet(emu, users, report=False)
+        counts = os.path.join(workdir, "callgrind.out")
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + counts, args.credrot,
+                "--output", "json", "--quiet", "rotate", "--path", IAM_PATH, "-o", "keys.json"]
+        code, wall, _, _, out, err = run_measured(
+            argv, workdir, clean_aws_env(workdir, emu.endpoint, emu.admin))
+        rotated = json.loads(out).get("rotated", 0) if out.strip() else 0
+        if code != 0 or rotated != users:
+            sys.exit("bench: credrot under callgrind: exit %d, %d/%d rotated; %s"
+                     % (code, rotated, users, " | ".join(err.strip().splitlines()[-3:])))
+        with open(counts, encoding="utf-8") as lines:
+            total = next(int(line.split()[1]) for line in lines
+                         if line.startswith(("summary:", "totals:")))
+    return {"users": users, "total": total, "per_user": total // users,
+            "wall_s_under_callgrind": round(wall, 1),
+            "note": "valgrind --tool=callgrind, one rotate --path run at 0 ms, no proxy; "
+                    "per user includes the start-up"}
+
+
 def member_accounts(count):
     """The member account ids of an --accounts run: 200000000001, 200000000002, ..."""
     return ["2%011d" % (i + 1) for i in range(count)]
@@ -934,6 +960,9 @@ def main():
                         help="with --accounts: the proxy answers Throttling above this many "
                              "requests per second, over all accounts together (default 0: "
                              "never)")
+    parser.add_argument("--instructions", type=int, default=0, metavar="N",
+                        help="also count the instructions of one credrot run over N users "
+                             "under callgrind (repeatable on a busy machine; default 0: no)")
     parser.add_argument("--credrot", default=str(REPO / "target" / "release" / "credrot"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
@@ -1025,10 +1054,17 @@ def main():
             results["credrot_at_python_n"] = [
                 run_credrot(args, workroot, PYTHON_TOOL_CAP, concurrencies[0], lock,
                             args.latency_ms, via_proxy=args.latency_ms > 0) for lock in locks]
+        if args.instructions:
+            log("credrot under callgrind: %d users" % args.instructions)
+            results["instructions"] = count_instructions(args, workroot, args.instructions)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     save(results, args.out)
     print(table(results))
+    if "instructions" in results:
+        counted = results["instructions"]
+        print("credrot instructions (callgrind), %d users: %d in all, %d per user"
+              % (counted["users"], counted["total"], counted["per_user"]))
     if "startup" in results:
         s = results["startup"]
         print("\ncredrot list start-up: median %.2f ms, best %.2f ms over %d runs "
