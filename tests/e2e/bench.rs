@@ -7,33 +7,40 @@ use crate::harness::read_json;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
+/// Runs bench/bench.py with `args` against the debug build of credrot; asserts it succeeded
+/// and returns its stdout and the figures it wrote.
+fn run_bench(args: &[&str]) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench.json");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
     let run = Command::new("python3")
         .arg(&script)
         .args(["--credrot", env!("CARGO_BIN_EXE_credrot")])
-        .args([
-            "--users",
-            "8",
-            "--latency-ms",
-            "5",
-            "--concurrency",
-            "default,2",
-        ])
+        .args(args)
         .arg("--out")
         .arg(&out)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    (stdout, read_json(&out))
+}
+
+#[test]
+fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
+    let (stdout, figures) = run_bench(&[
+        "--users",
+        "8",
+        "--latency-ms",
+        "5",
+        "--concurrency",
+        "default,2",
+    ]);
     for column in [
         "wall s",
         "users/s",
@@ -45,7 +52,6 @@ fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
         assert!(stdout.contains(column), "no '{column}' column:\n{stdout}");
     }
 
-    let figures = read_json(&out);
     let runs = figures["credrot"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{figures}");
     assert_eq!(runs[0]["default_concurrency"], true);
@@ -83,28 +89,16 @@ fn the_benchmark_runs_on_a_small_fleet_and_reports_every_figure() {
 /// the request counts are exact (3 users in the round robin: one with two keys per account).
 #[test]
 fn the_many_accounts_benchmark_compares_credrot_with_the_per_account_loop() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("accounts.json");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
-    let run = Command::new("python3")
-        .arg(&script)
-        .args(["--credrot", env!("CARGO_BIN_EXE_credrot")])
-        .args(["--accounts", "2", "--users", "3", "--latency-ms", "5"])
-        .args([
-            "--account-settings",
-            "default;concurrency=2,max_in_flight=4",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (stdout, figures) = run_bench(&[
+        "--accounts",
+        "2",
+        "--users",
+        "3",
+        "--latency-ms",
+        "5",
+        "--account-settings",
+        "default;concurrency=2,max_in_flight=4",
+    ]);
     for column in [
         "wall s",
         "x loop",
@@ -115,7 +109,6 @@ fn the_many_accounts_benchmark_compares_credrot_with_the_per_account_loop() {
         assert!(stdout.contains(column), "no '{column}' column:\n{stdout}");
     }
 
-    let figures = read_json(&out);
     assert_eq!(
         (&figures["accounts"], &figures["users"]),
         (&2.into(), &6.into())
@@ -178,30 +171,20 @@ fn the_many_accounts_benchmark_compares_credrot_with_the_per_account_loop() {
 /// busy machine, unlike seconds); the run must rotate every user, or the script fails.
 #[test]
 fn the_benchmark_counts_credrots_instructions_under_callgrind() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("instructions.json");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
-    let run = Command::new("python3")
-        .arg(&script)
-        .args(["--credrot", env!("CARGO_BIN_EXE_credrot")])
-        .args(["--users", "2", "--only", "credrot", "--no-count"])
-        .args(["--instructions", "2"])
-        .arg("--out")
-        .arg(&out)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (stdout, figures) = run_bench(&[
+        "--users",
+        "2",
+        "--only",
+        "credrot",
+        "--no-count",
+        "--instructions",
+        "2",
+    ]);
     assert!(
         stdout.contains("credrot instructions (callgrind), 2 users:"),
         "{stdout}"
     );
-    let counted = &read_json(&out)["instructions"];
+    let counted = &figures["instructions"];
     assert_eq!(counted["users"], 2, "{counted}");
     let total = counted["total"].as_u64().unwrap();
     // Starting the runtime and the SDK clients alone takes millions of instructions: a
