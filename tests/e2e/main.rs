@@ -20,6 +20,7 @@ mod config_errors;
 mod container;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod dependencies;
 mod docs;
 mod examples;
 mod faults;
