@@ -52,7 +52,10 @@ impl Server {
     fn spawn() -> Server {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| test_tool("moto_server"));
+        let override_program = std::env::var("MOTO_SERVER").ok();
+        let program = override_program
+            .clone()
+            .unwrap_or_else(|| test_tool("moto_server"));
         let on_path = || {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
                 .any(|dir| dir.join(&program).is_file())
@@ -61,13 +64,25 @@ impl Server {
             let e = std::io::Error::from(std::io::ErrorKind::NotFound);
             missing_emulator(&program, &e);
         }
+        // moto_server itself is found above (it says that moto is installed); it is run
+        // through tests/support/moto_server.py, which makes IAM's key quota atomic as in AWS.
+        let argv: Vec<String> = match override_program {
+            Some(program) => vec![program],
+            None => vec![
+                test_tool("python3"),
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/support/moto_server.py")
+                    .display()
+                    .to_string(),
+            ],
+        };
         let guard = std::process::Command::new("sh")
             .args([
                 "-c",
-                r#""$0" -H 127.0.0.1 -p "$1" & server=$!; cat >/dev/null; kill "$server"; wait "$server""#,
+                r#""$@" -H 127.0.0.1 -p "$0" & server=$!; cat >/dev/null; kill "$server"; wait "$server""#,
             ])
-            .arg(&program)
             .arg(port.to_string())
+            .args(&argv)
             // Authentication is on from the first request; each test sets its own
             // bootstrap window through reset-auth.
             .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
